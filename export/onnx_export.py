@@ -1,0 +1,128 @@
+"""Checkpoint → fp32 ONNX, with resnet-edge metadata and a parity check against PyTorch.
+
+Exporter: the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``),
+chosen on purpose. The dynamo exporter became the default in torch 2.9 and has
+produced ResNets that load and run but compute the wrong thing (pytorch issues
+#169178: ResNet-18 at 0 % ImageNet accuracy; #166797: a Conv bias of the wrong
+shape after BatchNorm folding). For a static conv net the TorchScript exporter
+traces exactly what runs in eval mode and yields plain Conv/Relu/Add/Gemm nodes
+that onnxruntime and its int8 quantizer handle well. The parity check below
+would catch a wrong graph from either exporter.
+
+The graph has one input ``input`` float32 ``(batch, 3, 32, 32)`` (normalized, see
+``resnet_edge.cifar10``) and one output ``logits`` ``(batch, classes)``; the batch
+axis is dynamic (traced at batch 2 so no size-1 axis gets baked in). Nothing is
+written to the output path unless the ONNX checker and the parity check pass;
+the write itself is atomic.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from resnet_edge import __version__
+from resnet_edge.checkpoint import load_checkpoint, model_from_checkpoint, normalization_of
+from resnet_edge.cifar10 import CHANNELS, CLASS_NAMES, IMAGE_SIZE
+from resnet_edge.data import load_sample
+from resnet_edge.errors import ExportError
+from resnet_edge.export.parity import PARITY_BATCHES, ParityReport, check_parity
+from resnet_edge.files import atomic_write_bytes, file_sha256
+from resnet_edge.metadata import BATCH_AXIS_NAME, INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from resnet_edge.runtime.preprocess import normalize
+
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 13, 20
+TRACE_BATCH = 2
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    output: Path
+    metadata: ModelMetadata
+    parity: ParityReport
+    opset: int
+    size_bytes: int
+
+
+def model_to_onnx_bytes(model: torch.nn.Module, opset: int = DEFAULT_OPSET) -> bytes:
+    """Trace ``model`` (fp32, eval) into ONNX bytes with a dynamic batch axis."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ExportError(f"opset {opset} is not supported; expected {MIN_OPSET}..{MAX_OPSET}")
+    model = model.float().eval()
+    example = torch.randn(TRACE_BATCH, CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The legacy exporter announces its deprecation on every call; the choice is deliberate.
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
+        torch.onnx.export(
+            model,
+            (example,),
+            buffer,
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: BATCH_AXIS_NAME}, OUTPUT_NAME: {0: BATCH_AXIS_NAME}},
+            opset_version=opset,
+            do_constant_folding=True,
+        )
+    return buffer.getvalue()
+
+
+def attach_metadata(onnx_bytes: bytes, metadata: ModelMetadata) -> bytes:
+    """Add resnet-edge ``metadata_props``, run the full ONNX checker, return the new bytes."""
+    proto = onnx.load_from_string(onnx_bytes)
+    existing = {prop.key for prop in proto.metadata_props}
+    for key, value in metadata.to_props().items():
+        if key in existing:
+            raise ExportError(f"ONNX model already has metadata key {key!r}")
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"exported model fails the ONNX checker: {str(exc).splitlines()[0]}") from None
+    return proto.SerializeToString()
+
+
+def parity_images(mean: tuple[float, ...], std: tuple[float, ...], count: int = max(PARITY_BATCHES)) -> np.ndarray:
+    """Real CIFAR-10 test images from the built-in sample, normalized as the model expects."""
+    return normalize(load_sample("test").images[:count], mean, std)
+
+
+def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = DEFAULT_OPSET) -> ExportResult:
+    """Export a training checkpoint to ``output`` after the checker and parity pass.
+
+    Raises :class:`ExportError` (and writes nothing) when either fails.
+    """
+    checkpoint, output = Path(checkpoint), Path(output)
+    payload = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(payload)
+    mean, std = normalization_of(payload)
+    metadata = ModelMetadata(
+        class_names=tuple(payload.get("class_names", CLASS_NAMES)),
+        mean=mean,
+        std=std,
+        image_size=IMAGE_SIZE,
+        precision="fp32",
+        checkpoint_sha256=file_sha256(checkpoint),
+        toolkit_version=__version__,
+        val_top1=payload.get("val_top1"),
+    )
+    onnx_bytes = attach_metadata(model_to_onnx_bytes(model, opset), metadata)
+    report = check_parity(model, onnx_bytes, parity_images(mean, std))
+    if not report.passed:
+        worst = max(report.failures(), key=lambda case: case.max_abs_diff / case.tolerance)
+        raise ExportError(
+            f"ONNX output does not match PyTorch ({worst.name}: max |Δlogit| {worst.max_abs_diff:.2e} "
+            f"> {worst.tolerance:.2e} or {worst.argmax_mismatches} argmax changes); nothing written to {output}"
+        )
+    atomic_write_bytes(output, onnx_bytes)
+    return ExportResult(output, metadata, report, opset, len(onnx_bytes))

@@ -1,0 +1,91 @@
+"""Parity between a PyTorch model and its ONNX export, measured through onnxruntime.
+
+A case passes when ``max |Δlogit| <= 1e-4 × max(1, max |logit|)`` and every
+argmax agrees. Cases cover real CIFAR-10 images (from the built-in sample) and
+random normalized inputs, each at several batch sizes, so both the weights and
+the dynamic batch axis are exercised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from resnet_edge.metadata import INPUT_NAME, OUTPUT_NAME
+
+RELATIVE_TOLERANCE = 1e-4
+PARITY_BATCHES = (1, 7, 64)
+
+
+@dataclass(frozen=True)
+class ParityCase:
+    name: str
+    batch_size: int
+    max_abs_diff: float
+    tolerance: float
+    argmax_mismatches: int
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= self.tolerance and self.argmax_mismatches == 0
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    cases: tuple[ParityCase, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(case.passed for case in self.cases)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(case.max_abs_diff for case in self.cases)
+
+    def failures(self) -> list[ParityCase]:
+        return [case for case in self.cases if not case.passed]
+
+    def to_dict(self) -> dict:
+        return {
+            "passed": self.passed,
+            "max_abs_diff": self.max_abs_diff,
+            "cases": [asdict(case) | {"passed": case.passed} for case in self.cases],
+        }
+
+
+def parity_inputs(real_images: np.ndarray, batches: tuple[int, ...] = PARITY_BATCHES,
+                  seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    """Named float32 NCHW batches: the first b real images and b random inputs for each b."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for batch in batches:
+        cases.append((f"real images, batch {batch}", real_images[:batch]))
+        cases.append((f"random inputs, batch {batch}", rng.standard_normal((batch, *real_images.shape[1:]), dtype=np.float32)))
+    return cases
+
+
+@torch.no_grad()
+def check_parity(model: nn.Module, onnx_model: bytes | str, real_images: np.ndarray,
+                 batches: tuple[int, ...] = PARITY_BATCHES) -> ParityReport:
+    """Compare fp32 PyTorch logits with onnxruntime's on real and random inputs.
+
+    ``real_images`` are normalized float32 ``(N, 3, 32, 32)``; N must cover the largest batch.
+    """
+    model = model.float().eval()
+    session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
+    cases = []
+    for name, inputs in parity_inputs(real_images, batches):
+        expected = model(torch.from_numpy(inputs)).numpy()
+        actual = session.run([OUTPUT_NAME], {INPUT_NAME: inputs})[0]
+        cases.append(ParityCase(
+            name=name,
+            batch_size=len(inputs),
+            max_abs_diff=float(np.abs(expected - actual).max()),
+            tolerance=RELATIVE_TOLERANCE * max(1.0, float(np.abs(expected).max())),
+            argmax_mismatches=int((expected.argmax(1) != actual.argmax(1)).sum()),
+        ))
+    return ParityReport(tuple(cases))

@@ -1,0 +1,51 @@
+"""The ``resnet-edge`` command line: one module per command, registered on one click group.
+
+Command modules import torch and onnx inside their functions, so ``--help``,
+``predict`` and ``bench`` work on the light install (numpy, onnxruntime, click).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from resnet_edge import __version__
+from resnet_edge.cli.bench import bench
+from resnet_edge.cli.demo import demo
+from resnet_edge.cli.evaluate import evaluate
+from resnet_edge.cli.export import export
+from resnet_edge.cli.predict import predict
+from resnet_edge.cli.train import train
+from resnet_edge.errors import ResnetEdgeError
+
+
+class ResnetEdgeGroup(click.Group):
+    """Turns the toolkit's own errors and OS errors into one-line messages with exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ResnetEdgeError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=ResnetEdgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="resnet-edge")
+def main() -> None:
+    """ResNet-18 on CIFAR-10, from training run to CPU edge device.
+
+    \b
+    Typical flow:
+      resnet-edge train --out runs/r18 --epochs 30
+      resnet-edge export runs/r18/best.pt --output r18.onnx
+      resnet-edge evaluate r18.onnx --split test
+      resnet-edge predict r18.onnx cat.png
+      resnet-edge bench r18.onnx --batch-size 1
+    """
+
+
+for command in (train, export, evaluate, predict, bench, demo):
+    main.add_command(command)

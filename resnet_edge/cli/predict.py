@@ -1,0 +1,50 @@
+"""``resnet-edge predict``: classify image files and .npy arrays with an ONNX model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from resnet_edge.cli.options import json_option, threads_option
+from resnet_edge.cli.table import format_table
+from resnet_edge.runtime.images import read_image_file
+from resnet_edge.runtime.predictor import Predictor
+
+
+@click.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes to list per image.")
+@threads_option
+@json_option
+def predict(model: Path, files: tuple[Path, ...], top_k: int, threads: int | None, as_json: bool) -> None:
+    """Classify FILES with MODEL (an .onnx file from 'resnet-edge export').
+
+    FILES are PNG/JPEG images (32×32 RGB) or .npy arrays: a uint8 (32, 32, 3)
+    image, a uint8 (N, 32, 32, 3) batch or a normalized float32 (N, 3, 32, 32) batch.
+    """
+    predictor = Predictor(model, threads=threads)
+    top_k = min(top_k, len(predictor.class_names))
+    results = []
+    for path in files:
+        try:
+            images = read_image_file(path)
+            predictions = predictor.predict(images, top_k=top_k)
+        except ValueError as exc:
+            message = str(exc)
+            raise click.ClickException(message if message.startswith(str(path)) else f"{path}: {message}") from None
+        single = isinstance(images, np.ndarray) and images.ndim == 3
+        for index, record in enumerate(predictions.to_records()):
+            results.append({"file": str(path), "index": None if single else index, **record})
+    if as_json:
+        click.echo(json.dumps({"model": str(model), "predictions": results}))
+        return
+    rows = []
+    for result in results:
+        name = result["file"] if result["index"] is None else f"{result['file']}[{result['index']}]"
+        others = ", ".join(f"{c['class_name']} {c['probability']:.3f}" for c in result["top_k"])
+        rows.append((name, result["class_name"], f"{result['probability']:.3f}", others))
+    click.echo(format_table(["file", "class", "probability", f"top-{top_k}"], rows))

@@ -1,0 +1,54 @@
+"""Accuracy of a checkpoint (``.pt``, through PyTorch) or an ONNX model (through the runtime) on one split."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from resnet_edge.data import Split
+from resnet_edge.errors import ResnetEdgeError
+from resnet_edge.extras import require
+from resnet_edge.metrics import classification_report
+from resnet_edge.runtime.predictor import Predictor
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+
+
+def evaluate_model(model_path: str | Path, split: Split, threads: int | None = None,
+                   batch_size: int = 500) -> dict[str, Any]:
+    """Top-1, per-class accuracy, confusion matrix and images/s of ``model_path`` on ``split``."""
+    path = Path(model_path)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        predictor = Predictor(path, threads=threads, chunk_size=batch_size)
+        class_names = predictor.class_names
+        started = time.perf_counter()
+        logits = predictor.logits(split.images)
+        engine = "onnxruntime"
+    elif suffix in CHECKPOINT_SUFFIXES:
+        torch = require("torch", "train", "Evaluating a .pt checkpoint")
+        from resnet_edge.checkpoint import load_checkpoint, model_from_checkpoint
+        from resnet_edge.torch_inference import torch_logits
+
+        payload = load_checkpoint(path)
+        model = model_from_checkpoint(payload)
+        class_names = tuple(payload["class_names"])
+        if threads is not None:
+            torch.set_num_threads(threads)
+        started = time.perf_counter()
+        logits = torch_logits(model, split.images, batch_size=batch_size).numpy()
+        engine = "pytorch"
+    else:
+        raise ResnetEdgeError(f"cannot evaluate {path}: expected a .pt checkpoint or an .onnx model")
+    seconds = time.perf_counter() - started
+    report = classification_report(logits, split.labels, class_names)
+    return {
+        "model": str(path),
+        "engine": engine,
+        "split": split.name,
+        "data": split.source,
+        **report,
+        "seconds": seconds,
+        "images_per_second": len(split) / seconds if seconds > 0 else float("inf"),
+    }

@@ -1,0 +1,123 @@
+"""The interface of an exported model: tensor names, layout and ONNX metadata keys.
+
+Export writes these keys into the ONNX file's ``metadata_props``; the runtime
+reads the same keys back through onnxruntime's ``custom_metadata_map``. Values
+are strings (ONNX requires it); lists and numbers are JSON-encoded. This module
+imports neither torch nor onnx, so the runtime can use it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from resnet_edge.errors import MetadataError
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+INPUT_LAYOUT = "NCHW"
+BATCH_AXIS_NAME = "batch"
+
+METADATA_VERSION = "1"
+
+_PREFIX = "resnet_edge."
+KEY_METADATA_VERSION = _PREFIX + "metadata_version"
+KEY_CLASS_NAMES = _PREFIX + "class_names"
+KEY_MEAN = _PREFIX + "mean"
+KEY_STD = _PREFIX + "std"
+KEY_INPUT_LAYOUT = _PREFIX + "input_layout"
+KEY_IMAGE_SIZE = _PREFIX + "image_size"
+KEY_PRECISION = _PREFIX + "precision"
+KEY_CHECKPOINT_SHA256 = _PREFIX + "checkpoint_sha256"
+KEY_TOOLKIT_VERSION = _PREFIX + "toolkit_version"
+KEY_VAL_TOP1 = _PREFIX + "val_top1"
+
+REQUIRED_KEYS = (
+    KEY_METADATA_VERSION,
+    KEY_CLASS_NAMES,
+    KEY_MEAN,
+    KEY_STD,
+    KEY_INPUT_LAYOUT,
+    KEY_IMAGE_SIZE,
+    KEY_PRECISION,
+)
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a consumer of the ONNX file needs to feed it and read its output.
+
+    ``mean`` and ``std`` apply to pixels scaled to [0, 1] (uint8 / 255).
+    """
+
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    image_size: int
+    precision: str = "fp32"
+    input_layout: str = INPUT_LAYOUT
+    checkpoint_sha256: str | None = None
+    toolkit_version: str | None = None
+    val_top1: float | None = None
+
+    def to_props(self) -> dict[str, str]:
+        props = {
+            KEY_METADATA_VERSION: METADATA_VERSION,
+            KEY_CLASS_NAMES: json.dumps(list(self.class_names)),
+            KEY_MEAN: json.dumps(list(self.mean)),
+            KEY_STD: json.dumps(list(self.std)),
+            KEY_INPUT_LAYOUT: self.input_layout,
+            KEY_IMAGE_SIZE: str(self.image_size),
+            KEY_PRECISION: self.precision,
+        }
+        if self.checkpoint_sha256 is not None:
+            props[KEY_CHECKPOINT_SHA256] = self.checkpoint_sha256
+        if self.toolkit_version is not None:
+            props[KEY_TOOLKIT_VERSION] = self.toolkit_version
+        if self.val_top1 is not None:
+            props[KEY_VAL_TOP1] = repr(float(self.val_top1))
+        return props
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], source: str = "model") -> ModelMetadata:
+        """Parse ``metadata_props``; raise :class:`MetadataError` naming what is missing or bad."""
+        missing = [key for key in REQUIRED_KEYS if key not in props]
+        if missing:
+            raise MetadataError(
+                f"{source} lacks resnet-edge metadata ({', '.join(missing)}); "
+                "expected an ONNX file written by 'resnet-edge export'"
+            )
+        if props[KEY_METADATA_VERSION] != METADATA_VERSION:
+            raise MetadataError(
+                f"{source} has metadata version {props[KEY_METADATA_VERSION]!r}; "
+                f"this resnet-edge reads version {METADATA_VERSION!r}"
+            )
+        try:
+            class_names = tuple(str(name) for name in json.loads(props[KEY_CLASS_NAMES]))
+            mean = tuple(float(v) for v in json.loads(props[KEY_MEAN]))
+            std = tuple(float(v) for v in json.loads(props[KEY_STD]))
+            image_size = int(props[KEY_IMAGE_SIZE])
+            val_top1 = float(props[KEY_VAL_TOP1]) if KEY_VAL_TOP1 in props else None
+        except (ValueError, TypeError) as exc:
+            raise MetadataError(f"{source} has malformed resnet-edge metadata: {exc}") from None
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise MetadataError(
+                f"{source} metadata has mean {mean} and std {std}; expected 3 values each, std > 0"
+            )
+        if props[KEY_INPUT_LAYOUT] != INPUT_LAYOUT:
+            raise MetadataError(
+                f"{source} declares input layout {props[KEY_INPUT_LAYOUT]!r}; "
+                f"this resnet-edge reads {INPUT_LAYOUT!r}"
+            )
+        return cls(
+            class_names=class_names,
+            mean=mean,
+            std=std,
+            image_size=image_size,
+            precision=props[KEY_PRECISION],
+            input_layout=props[KEY_INPUT_LAYOUT],
+            checkpoint_sha256=props.get(KEY_CHECKPOINT_SHA256),
+            toolkit_version=props.get(KEY_TOOLKIT_VERSION),
+            val_top1=val_top1,
+        )

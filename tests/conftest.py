@@ -1,0 +1,44 @@
+"""Shared fixtures: real data, a briefly trained run and its ONNX export (built once per session)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from resnet_edge.data import DATA_ENV_VAR
+
+TINY_CONFIG = dict(epochs=2, batch_size=64, lr=0.05, limit_train=256, seed=0)
+
+
+@pytest.fixture(scope="session")
+def full_data_dir() -> Path:
+    """The full CIFAR-10 set, read through the same setting users have ($RESNET_EDGE_DATA)."""
+    value = os.environ.get(DATA_ENV_VAR)
+    if not value:
+        pytest.skip(f"needs the full CIFAR-10 set: set {DATA_ENV_VAR} to the cifar-10-batches-py folder")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder after 2 short epochs on 256 sample images (last.pt, best.pt, metrics.jsonl)."""
+    from resnet_edge.data import load_sample
+    from resnet_edge.train import train
+    from resnet_edge.train_config import TrainConfig
+
+    run_dir = tmp_path_factory.mktemp("run")
+    train(TrainConfig(**TINY_CONFIG), load_sample("train"), load_sample("val"), run_dir, progress=False,
+          log=lambda line: None)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def onnx_model(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained run's best.pt exported to ONNX (parity-checked)."""
+    from resnet_edge.export import export_onnx
+
+    output = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_onnx(trained_run / "best.pt", output)
+    return output

@@ -1,0 +1,133 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from resnet_edge import __version__
+from resnet_edge.cifar10 import CLASS_NAMES
+from resnet_edge.cli import main
+from resnet_edge.data import load_sample
+
+COMMANDS = ["train", "export", "evaluate", "predict", "bench", "demo"]
+
+
+@pytest.fixture()
+def runner():
+    return CliRunner()
+
+
+def invoke(runner, *args):
+    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help(runner, command):
+    result = invoke(runner, *([command] if command else []), "--help")
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+
+
+def test_version(runner):
+    assert __version__ in invoke(runner, "--version").output
+
+
+def test_train_export_evaluate_predict_bench(runner, tmp_path):
+    run_dir = tmp_path / "run"
+    result = invoke(runner, "train", "--sample", "--out", run_dir, "--epochs", 1, "--batch-size", 64,
+                    "--limit-train", 128, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "epoch   1/1" in result.output and (run_dir / "best.pt").is_file()
+
+    model = tmp_path / "model.onnx"
+    result = invoke(runner, "export", run_dir / "best.pt", "--output", model, "--json")
+    assert result.exit_code == 0, result.output
+    exported = json.loads(result.stdout)
+    assert exported["parity"]["passed"] and len(exported["parity"]["cases"]) == 6
+    assert model.is_file()
+
+    result = invoke(runner, "evaluate", model, "--sample", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["images"] == 1000 and 0 <= report["top1"] <= 1
+    assert list(report["per_class"]) == list(CLASS_NAMES)
+    assert report["images_per_second"] > 0
+
+    result = invoke(runner, "evaluate", run_dir / "best.pt", "--sample", "--split", "val")
+    assert result.exit_code == 0, result.output
+    assert "top-1" in result.output and "airplane" in result.output
+
+    from PIL import Image
+
+    images = load_sample("test").images[:3]
+    png = tmp_path / "plane.png"
+    Image.fromarray(images[0]).save(png)
+    npy = tmp_path / "batch.npy"
+    np.save(npy, images)
+    result = invoke(runner, "predict", model, png, npy, "--top-k", 2, "--json")
+    assert result.exit_code == 0, result.output
+    predictions = json.loads(result.stdout)["predictions"]
+    assert [p["index"] for p in predictions] == [None, 0, 1, 2]
+    assert all(len(p["top_k"]) == 2 for p in predictions)
+    assert predictions[0]["class_id"] == predictions[1]["class_id"]
+    table = invoke(runner, "predict", model, png)
+    assert table.exit_code == 0 and str(png) in table.output
+
+    result = invoke(runner, "bench", model, "--iters", 5, "--warmup", 1, "--json")
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "images_per_second"} <= set(stats)
+    table = invoke(runner, "bench", model, "--iters", 5, "--batch-size", 4, "--threads", 1)
+    assert table.exit_code == 0 and "p50 ms" in table.output
+
+    # A second train into the same folder must not clobber the run.
+    result = invoke(runner, "train", "--sample", "--out", run_dir, "--epochs", 1)
+    assert_one_line_error(result, "already holds a run", "--resume")
+    result = invoke(runner, "train", "--sample", "--out", run_dir, "--epochs", 3, "--resume")
+    assert_one_line_error(result, "--epochs 3 differs from the saved run's 1")
+
+
+def test_user_errors_are_one_line(runner, tmp_path, onnx_model):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"junk")
+    assert_one_line_error(invoke(runner, "export", garbage, "-o", tmp_path / "m.onnx"), "cannot read checkpoint")
+    assert not (tmp_path / "m.onnx").exists()
+
+    assert_one_line_error(invoke(runner, "evaluate", onnx_model, "--data-dir", tmp_path / "nowhere"),
+                          "CIFAR-10 not found", "data_batch_1")
+
+    bad = tmp_path / "small.npy"
+    np.save(bad, np.zeros((28, 28, 3), np.uint8))
+    assert_one_line_error(invoke(runner, "predict", onnx_model, bad), str(bad), "(28, 28, 3)")
+
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_bytes(b"junk")
+    assert_one_line_error(invoke(runner, "predict", not_onnx, bad), "cannot load")
+    assert_one_line_error(invoke(runner, "evaluate", garbage, "--sample"), "cannot read checkpoint")
+
+    result = invoke(runner, "bench", tmp_path / "missing.onnx")
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_evaluate_on_the_full_validation_split(runner, full_data_dir, onnx_model, monkeypatch):
+    monkeypatch.setenv("RESNET_EDGE_DATA", str(full_data_dir))
+    result = invoke(runner, "evaluate", onnx_model, "--split", "val", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["images"] == 5000 and report["split"] == "val"
+
+
+def test_python_dash_m_entry_point():
+    result = subprocess.run([sys.executable, "-m", "resnet_edge", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "resnet-edge" in result.stdout

@@ -1,0 +1,189 @@
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from resnet_edge.augment import normalize, random_crop, random_flip
+from resnet_edge.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from resnet_edge.cifar10 import CLASS_NAMES, MEAN, STD
+from resnet_edge.data import Split, load_sample
+from resnet_edge.errors import CheckpointError, ResnetEdgeError
+from resnet_edge.files import atomic_write
+from resnet_edge.runtime.preprocess import normalize as numpy_normalize
+from resnet_edge.train import one_cycle, train
+from resnet_edge.train_config import TrainConfig
+
+from conftest import TINY_CONFIG
+
+QUIET = dict(progress=False, log=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    val = load_sample("val")
+    return load_sample("train"), Split("val", val.images[:100], val.labels[:100], val.source)
+
+
+def test_metrics_and_checkpoints_are_written(trained_run):
+    lines = (trained_run / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in records] == [1, 2]
+    for record in records:
+        assert set(record) >= {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "img_per_s", "seconds"}
+    payload = load_checkpoint(trained_run / "last.pt")
+    assert set(payload) >= {"model", "optimizer", "scheduler", "epoch", "rng", "config", "normalization",
+                            "class_names"}
+    assert payload["epoch"] == 2
+    assert payload["class_names"] == list(CLASS_NAMES)
+    assert payload["normalization"] == {"mean": list(MEAN), "std": list(STD)}
+    assert payload["config"]["limit_train"] == TINY_CONFIG["limit_train"]
+    best = load_checkpoint(trained_run / "best.pt")
+    assert best["val_top1"] == max(r["val_acc"] for r in records)
+
+
+def test_checkpoint_round_trip_restores_identical_weights(trained_run):
+    payload = load_checkpoint(trained_run / "last.pt")
+    model = model_from_checkpoint(payload)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, payload["model"][name].float() if tensor.is_floating_point() else payload["model"][name])
+
+
+def test_loss_falls_on_a_tiny_subset(sample, tmp_path):
+    config = TrainConfig(epochs=10, batch_size=32, lr=0.05, limit_train=64, label_smoothing=0.0)
+    train(config, *sample, tmp_path, **QUIET)
+    losses = [json.loads(line)["train_loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after_first_epoch(line: str) -> None:
+    if line.startswith("epoch   1/"):
+        raise _Stop
+
+
+def test_resume_continues_the_same_run(sample, tmp_path):
+    config = TrainConfig(epochs=2, batch_size=32, lr=0.05, limit_train=96)
+    train(config, *sample, tmp_path / "straight", **QUIET)
+
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(_Stop):
+        train(config, *sample, interrupted, progress=False, log=_stop_after_first_epoch)
+    assert load_checkpoint(interrupted / "last.pt")["epoch"] == 1
+    train(config, *sample, interrupted, resume=True, **QUIET)
+
+    straight = load_checkpoint(tmp_path / "straight" / "last.pt")
+    resumed = load_checkpoint(interrupted / "last.pt")
+    assert resumed["epoch"] == 2
+    for name, tensor in straight["model"].items():
+        assert torch.allclose(tensor.float(), resumed["model"][name].float(), atol=1e-6), name
+    assert [r["val_acc"] for r in straight["metrics"]] == [r["val_acc"] for r in resumed["metrics"]]
+
+
+def test_existing_run_needs_resume(trained_run, sample):
+    with pytest.raises(ResnetEdgeError, match="already holds a run"):
+        train(TrainConfig(**TINY_CONFIG), *sample, trained_run, **QUIET)
+
+
+def test_resume_refuses_a_different_schedule(trained_run, sample):
+    config = replace(TrainConfig(**TINY_CONFIG), epochs=5)
+    with pytest.raises(ResnetEdgeError, match="--epochs 5 differs from the saved run's 2"):
+        train(config, *sample, trained_run, resume=True, explicit_options={"epochs"}, **QUIET)
+
+
+def test_completed_run_resumes_to_nothing(trained_run, sample):
+    before = (trained_run / "last.pt").stat().st_mtime_ns
+    train(TrainConfig(**TINY_CONFIG), *sample, trained_run, resume=True, **QUIET)
+    assert (trained_run / "last.pt").stat().st_mtime_ns == before
+
+
+def test_invalid_config_names_the_option():
+    with pytest.raises(ResnetEdgeError, match="invalid training option lr=-1"):
+        TrainConfig(lr=-1)
+
+
+def test_one_cycle_warms_up_then_anneals_to_zero():
+    factor = one_cycle(total_steps=100, warmup_fraction=0.2)
+    values = [factor(step) for step in range(101)]
+    assert values[0] == pytest.approx(1 / 20)
+    assert max(values) == 1.0 and values.index(1.0) == 19
+    assert values[100] == 0.0
+    assert all(a >= b for a, b in zip(values[19:], values[20:]))
+
+
+def test_batch_augmentation_crops_and_flips_whole_batches():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    cropped = random_crop(images, 4, generator)
+    assert cropped.shape == images.shape and cropped.dtype == torch.uint8
+    # Every crop is a shifted window of the zero-padded image.
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    for i in range(8):
+        windows = [padded[i, :, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
+        assert any(torch.equal(cropped[i], w) for w in windows)
+    flipped = random_flip(images, generator)
+    same = [torch.equal(flipped[i], images[i]) for i in range(64)]
+    mirrored = [torch.equal(flipped[i], images[i].flip(2)) for i in range(64)]
+    assert all(s or m for s, m in zip(same, mirrored)) and 10 < sum(mirrored) < 54
+
+
+def test_torch_and_numpy_normalization_agree():
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    expected = numpy_normalize(images, MEAN, STD)
+    actual = normalize(torch.from_numpy(images).permute(0, 3, 1, 2)).numpy()
+    assert np.allclose(actual, expected, atol=1e-5)
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "last.pt"
+    target.write_bytes(b"good")
+
+    def fail(handle):
+        handle.write(b"partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, fail)
+    assert target.read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_bad_checkpoints_give_one_line_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a resnet-edge checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pt"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"format": "resnet-edge-checkpoint", "x": Payload()}, evil)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_fp16_weights_load_back_as_fp32(trained_run, tmp_path):
+    payload = load_checkpoint(trained_run / "best.pt")
+    payload["model"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["model"].items()}
+    payload = {k: v for k, v in payload.items() if k not in ("format", "format_version")}
+    save_checkpoint(tmp_path / "half.pt", payload)
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "half.pt"))
+    assert all(p.dtype == torch.float32 for p in model.parameters())
