@@ -52,6 +52,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+# What a deployable checkpoint keeps; optimizer, scheduler and RNG states only matter for resuming.
+_INFERENCE_KEYS = ("config", "normalization", "class_names", "epoch", "val_top1", "best_val_top1", "metrics",
+                   "train_data", "world_size", "toolkit_version", "torch_version", "hardware", "device")
+
+
+def inference_payload(payload: dict[str, Any], dtype: torch.dtype = torch.float16) -> dict[str, Any]:
+    """The weights (floating tensors cast to ``dtype``) and run facts of ``payload``, without training state.
+
+    fp16 halves the file (22 MB for ResNet-18); ``model_from_checkpoint`` loads it back as fp32.
+    """
+    weights = {name: t.to(dtype) if t.is_floating_point() else t for name, t in payload["model"].items()}
+    overflow = [name for name, t in weights.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if overflow:
+        raise CheckpointError(f"weights {', '.join(overflow)} do not fit {dtype}; keep them in float32")
+    return {"model": weights, **{key: payload[key] for key in _INFERENCE_KEYS if key in payload}}
+
+
 def model_from_checkpoint(payload: dict[str, Any]) -> ResNet18:
     """Rebuild the fp32 model in eval mode from a loaded checkpoint."""
     class_names = payload.get("class_names", list(CLASS_NAMES))

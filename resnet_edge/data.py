@@ -49,6 +49,7 @@ EXPECTED_FILES = (
 SPLITS = ("train", "val", "trainval", "test")
 VAL_PER_CLASS = 500
 SAMPLE_PATH = Path(__file__).parent / "sample" / "cifar10_sample.npz"
+SAMPLE_SOURCE = "built-in sample"
 
 _LAYOUT_HINT = f"expected {BATCHES_FOLDER}/ with {', '.join(EXPECTED_FILES)} (the official python release)"
 
@@ -170,5 +171,5 @@ def load_sample(split: str) -> Split:
     with np.load(SAMPLE_PATH, allow_pickle=False) as archive:
         images = archive[f"{split}_images"]
         labels = archive[f"{split}_labels"].astype(np.int64)
-    return Split(split, images, labels, "built-in sample")
+    return Split(split, images, labels, SAMPLE_SOURCE)
 

@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from resnet_edge.data import Split
 from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.extras import require
@@ -15,9 +17,18 @@ from resnet_edge.runtime.predictor import Predictor
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
+def mirrored(images: np.ndarray) -> np.ndarray:
+    """uint8 ``(N, H, W, 3)`` images flipped left-right."""
+    return np.ascontiguousarray(images[:, :, ::-1])
+
+
 def evaluate_model(model_path: str | Path, split: Split, threads: int | None = None,
-                   batch_size: int = 500) -> dict[str, Any]:
-    """Top-1, per-class accuracy, confusion matrix and images/s of ``model_path`` on ``split``."""
+                   batch_size: int = 500, tta: bool = False) -> dict[str, Any]:
+    """Top-1, per-class accuracy, confusion matrix and images/s of ``model_path`` on ``split``.
+
+    With ``tta``, logits are averaged over each image and its mirror image: a
+    test-time measurement only, never part of an exported model.
+    """
     path = Path(model_path)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
@@ -25,6 +36,8 @@ def evaluate_model(model_path: str | Path, split: Split, threads: int | None = N
         class_names = predictor.class_names
         started = time.perf_counter()
         logits = predictor.logits(split.images)
+        if tta:
+            logits = (logits + predictor.logits(mirrored(split.images))) / 2
         engine = "onnxruntime"
     elif suffix in CHECKPOINT_SUFFIXES:
         torch = require("torch", "train", "Evaluating a .pt checkpoint")
@@ -38,6 +51,8 @@ def evaluate_model(model_path: str | Path, split: Split, threads: int | None = N
             torch.set_num_threads(threads)
         started = time.perf_counter()
         logits = torch_logits(model, split.images, batch_size=batch_size).numpy()
+        if tta:
+            logits = (logits + torch_logits(model, mirrored(split.images), batch_size=batch_size).numpy()) / 2
         engine = "pytorch"
     else:
         raise ResnetEdgeError(f"cannot evaluate {path}: expected a .pt checkpoint or an .onnx model")
@@ -47,6 +62,7 @@ def evaluate_model(model_path: str | Path, split: Split, threads: int | None = N
         "model": str(path),
         "engine": engine,
         "split": split.name,
+        "tta": tta,
         "data": split.source,
         **report,
         "seconds": seconds,

@@ -14,7 +14,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines the trained weights (the device does not)."""
+    """Every setting that determines the trained weights (besides the device and the number of processes)."""
 
     epochs: int = 30
     batch_size: int = 256
@@ -27,6 +27,7 @@ class TrainConfig:
     limit_train: int | None = None
     zero_init_residual: bool = True
     precision: str = "auto"
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         checks = {

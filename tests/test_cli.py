@@ -11,7 +11,7 @@ from resnet_edge.cifar10 import CLASS_NAMES
 from resnet_edge.cli import main
 from resnet_edge.data import load_sample
 
-COMMANDS = ["train", "export", "evaluate", "predict", "bench", "demo"]
+COMMANDS = ["train", "export", "evaluate", "predict", "bench", "demo", "report"]
 
 
 @pytest.fixture()
@@ -63,6 +63,11 @@ def test_train_export_evaluate_predict_bench(runner, tmp_path):
     assert report["images"] == 1000 and 0 <= report["top1"] <= 1
     assert list(report["per_class"]) == list(CLASS_NAMES)
     assert report["images_per_second"] > 0
+
+    result = invoke(runner, "evaluate", model, "--sample", "--tta", "--json")
+    assert result.exit_code == 0, result.output
+    flipped = json.loads(result.stdout)
+    assert flipped["tta"] is True and report["tta"] is False and 0 <= flipped["top1"] <= 1
 
     result = invoke(runner, "evaluate", run_dir / "best.pt", "--sample", "--split", "val")
     assert result.exit_code == 0, result.output
@@ -131,3 +136,18 @@ def test_evaluate_on_the_full_validation_split(runner, full_data_dir, onnx_model
 def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "resnet_edge", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "resnet-edge" in result.stdout
+
+
+def test_demo_trains_exports_evaluates_predicts_and_benches(runner, tmp_path):
+    result = invoke(runner, "demo", "--out", tmp_path, "--train-epochs", 1, "--no-progress")
+    assert result.exit_code == 0, result.output
+    for stage in ("train", "export + parity", "evaluate (sample test)", "predict", "bench"):
+        assert f"\n{stage} " in result.output
+    assert (tmp_path / "model.onnx").is_file()
+
+
+def test_demo_uses_the_reference_model(runner, tmp_path):
+    result = invoke(runner, "demo", "--out", tmp_path, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "\nreference model " in result.output and "\ntrain " not in result.output
+    assert "reference model shipped in the package" in result.output

@@ -6,6 +6,7 @@ Command modules import torch and onnx inside their functions, so ``--help``,
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -16,6 +17,7 @@ from resnet_edge.cli.demo import demo
 from resnet_edge.cli.evaluate import evaluate
 from resnet_edge.cli.export import export
 from resnet_edge.cli.predict import predict
+from resnet_edge.cli.report import report
 from resnet_edge.cli.train import train
 from resnet_edge.errors import ResnetEdgeError
 
@@ -26,10 +28,14 @@ class ResnetEdgeGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ResnetEdgeError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            raise click.ClickException(str(exc)) from None
+        except (ResnetEdgeError, OSError) as exc:
+            raise click.ClickException(_from_this_rank(str(exc))) from None
+
+
+def _from_this_rank(message: str) -> str:
+    """Name the process in errors from torchrun workers other than rank 0, which all print."""
+    rank = os.environ.get("RANK", "0")
+    return message if rank == "0" else f"[rank {rank}] {message}"
 
 
 @click.group(cls=ResnetEdgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,5 +53,5 @@ def main() -> None:
     """
 
 
-for command in (train, export, evaluate, predict, bench, demo):
+for command in (train, report, export, evaluate, predict, bench, demo):
     main.add_command(command)

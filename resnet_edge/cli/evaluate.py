@@ -18,17 +18,20 @@ from resnet_edge.evaluate import evaluate_model
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
               help="test: the 10,000 official test images; val: the 5,000-image hold-out used for model selection.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--tta", is_flag=True,
+              help="Average logits over each image and its mirror (a test-time measurement; exported models never flip).")
 @threads_option
 @json_option
 def evaluate(model: Path, data_dir: Path | None, download: bool, sample: bool, split: str, batch_size: int,
-             threads: int | None, as_json: bool) -> None:
+             tta: bool, threads: int | None, as_json: bool) -> None:
     """Top-1 and per-class accuracy of MODEL (a .pt checkpoint or an .onnx file)."""
     data = load_data(split, data_dir, download, sample)
-    report = evaluate_model(model, data, threads=threads, batch_size=batch_size)
+    report = evaluate_model(model, data, threads=threads, batch_size=batch_size, tta=tta)
     if as_json:
         click.echo(json.dumps(report))
         return
-    click.echo(f"{report['model']} ({report['engine']}) on {report['images']} {split} images from {report['data']}")
+    flip = ", flip TTA" if tta else ""
+    click.echo(f"{report['model']} ({report['engine']}{flip}) on {report['images']} {split} images from {report['data']}")
     click.echo(f"top-1 {report['top1']:.2%}   {report['images_per_second']:.0f} images/s")
     rows = [(name, f"{acc:.2%}" if acc is not None else "-") for name, acc in report["per_class"].items()]
     click.echo(format_table(["class", "top-1"], rows))
