@@ -34,10 +34,7 @@ def evaluate_model(model_path: str | Path, split: Split, threads: int | None = N
     if suffix == ".onnx":
         predictor = Predictor(path, threads=threads, chunk_size=batch_size)
         class_names = predictor.class_names
-        started = time.perf_counter()
-        logits = predictor.logits(split.images)
-        if tta:
-            logits = (logits + predictor.logits(mirrored(split.images))) / 2
+        logits_of = predictor.logits
         engine = "onnxruntime"
     elif suffix in CHECKPOINT_SUFFIXES:
         torch = require("torch", "train", "Evaluating a .pt checkpoint")
@@ -49,13 +46,17 @@ def evaluate_model(model_path: str | Path, split: Split, threads: int | None = N
         class_names = tuple(payload["class_names"])
         if threads is not None:
             torch.set_num_threads(threads)
-        started = time.perf_counter()
-        logits = torch_logits(model, split.images, batch_size=batch_size).numpy()
-        if tta:
-            logits = (logits + torch_logits(model, mirrored(split.images), batch_size=batch_size).numpy()) / 2
+
+        def logits_of(images: np.ndarray) -> np.ndarray:
+            return torch_logits(model, images, batch_size=batch_size).numpy()
+
         engine = "pytorch"
     else:
         raise ResnetEdgeError(f"cannot evaluate {path}: expected a .pt checkpoint or an .onnx model")
+    started = time.perf_counter()
+    logits = logits_of(split.images)
+    if tta:
+        logits = (logits + logits_of(mirrored(split.images))) / 2
     seconds = time.perf_counter() - started
     report = classification_report(logits, split.labels, class_names)
     return {

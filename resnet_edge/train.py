@@ -190,9 +190,10 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig, explicit: set[s
     return saved_config
 
 
-def _write_metrics(out_dir: Path, history: list[dict[str, Any]]) -> None:
+def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
+    """``metrics.jsonl``: one JSON line per epoch record, written atomically."""
     text = "".join(json.dumps(record) + "\n" for record in history)
-    atomic_write_bytes(out_dir / METRICS, text.encode())
+    atomic_write_bytes(path, text.encode())
 
 
 def uses_channels_last(device: torch.device, autocast_dtype: torch.dtype | None) -> bool:
@@ -280,7 +281,9 @@ def _train(config: TrainConfig, train_split: Split, val_split: Split, out_dir: P
         config = _check_resumable(saved, config, explicit_options)
     elif resume:
         log(f"no {LAST} in {out_dir}: starting a new run")
-    n_train = len(train_split.labels[: config.limit_train])
+    images = train_split.images[: config.limit_train]
+    labels = train_split.labels[: config.limit_train]
+    n_train = len(labels)
     batch_size = min(config.batch_size, n_train)
     if batch_size % ranks.world_size:
         raise ResnetEdgeError(
@@ -298,8 +301,6 @@ def _train(config: TrainConfig, train_split: Split, val_split: Split, out_dir: P
     torch.manual_seed(config.seed)
     order_gen, augment_gen = make_generators(config.seed, ranks.rank, torch_device)
 
-    images = train_split.images[: config.limit_train]
-    labels = train_split.labels[: config.limit_train]
     steps_per_epoch = n_train // batch_size  # drop the ragged last batch: tiny batches upset BatchNorm
     total_steps = steps_per_epoch * config.epochs
 
@@ -321,7 +322,7 @@ def _train(config: TrainConfig, train_split: Split, val_split: Split, out_dir: P
             log(note)
         start_epoch, history, best_top1 = saved["epoch"], list(saved["metrics"]), saved["best_val_top1"]
         if ranks.is_main:
-            _write_metrics(out_dir, history)  # drop lines of an epoch that died before its checkpoint
+            write_metrics(out_dir / METRICS, history)  # drop lines of an epoch that died before its checkpoint
         if start_epoch >= config.epochs:
             log(f"run in {out_dir} is already complete ({start_epoch}/{config.epochs} epochs)")
             return history[-1]
@@ -423,7 +424,7 @@ def _train(config: TrainConfig, train_split: Split, val_split: Split, out_dir: P
             if is_best:
                 save_checkpoint(out_dir / BEST, payload)
             save_checkpoint(last_path, payload)
-            _write_metrics(out_dir, history)
+            write_metrics(out_dir / METRICS, history)
             log(
                 f"epoch {epoch + 1:>3}/{config.epochs}  lr {record['lr']:.4f}  "
                 f"train loss {record['train_loss']:.3f} acc {record['train_acc']:.3f}  "

@@ -28,7 +28,7 @@ from resnet_edge.evaluate import evaluate_model
 from resnet_edge.files import atomic_write_bytes, file_sha256
 from resnet_edge.reference import REFERENCE_CARD, REFERENCE_CHECKPOINT, REFERENCE_METRICS
 from resnet_edge.report import load_run
-from resnet_edge.train import hardware_description
+from resnet_edge.train import hardware_description, write_metrics
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     last = load_checkpoint(args.run_dir / "last.pt")
     if last["epoch"] < last["config"]["epochs"]:
         parser.error(f"{args.run_dir} is not finished ({last['epoch']}/{last['config']['epochs']} epochs)")
-    best = load_checkpoint(args.run_dir / "best.pt")
+    best = run.best
     _, val = load_train_val(args.data_dir)
     test = load_split("test", args.data_dir)
 
@@ -87,8 +87,7 @@ def main() -> None:
     atomic_write_bytes(REFERENCE_CHECKPOINT, checkpoint_bytes)
     card["checkpoint_sha256"] = file_sha256(REFERENCE_CHECKPOINT)
     card["checkpoint_bytes"] = REFERENCE_CHECKPOINT.stat().st_size
-    metrics = "".join(json.dumps(record) + "\n" for record in last["metrics"])
-    atomic_write_bytes(REFERENCE_METRICS, metrics.encode())
+    write_metrics(REFERENCE_METRICS, last["metrics"])
     atomic_write_bytes(REFERENCE_CARD, (json.dumps(card, indent=2) + "\n").encode())
     print(f"wrote {REFERENCE_CHECKPOINT} ({card['checkpoint_bytes'] / 1e6:.1f} MB), {REFERENCE_CARD}, {REFERENCE_METRICS}")
 

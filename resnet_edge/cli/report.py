@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from resnet_edge.cli.options import data_options, load_training_data
+from resnet_edge.cli.options import data_options, load_data
 from resnet_edge.data import Split, load_sample
 from resnet_edge.errors import DataError
 from resnet_edge.extras import require
@@ -57,6 +57,6 @@ def _validation_split(run: TrainingRun, data_dir: Path | None, download: bool, s
         click.echo("run trained on the built-in sample: confusion matrix on the sample's val split")
         return load_sample("val")
     try:
-        return load_training_data(data_dir, download, sample)[1]
+        return load_data("val", data_dir, download, sample)
     except DataError as exc:
         raise DataError(f"{exc}; or pass --no-confusion to skip the confusion matrix") from None
