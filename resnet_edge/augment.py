@@ -1,9 +1,10 @@
 """Batch-level augmentation and normalization on uint8 tensors, on the training device.
 
-Whole batches are cropped and flipped with tensor indexing (no per-sample PIL
-transforms), so data preparation stays a small share of a training step. Every
-random draw takes an explicit ``torch.Generator``, which the trainer saves in
-its checkpoints so a resumed run sees the same augmentations.
+Whole batches are cropped, flipped and cut out with tensor indexing (no
+per-sample PIL transforms), so data preparation stays a small share of a
+training step. Every random draw takes an explicit ``torch.Generator``, which
+the trainer saves in its checkpoints so a resumed run sees the same
+augmentations.
 """
 
 from __future__ import annotations
@@ -34,8 +35,40 @@ def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Ten
 
 def random_flip(images: Tensor, generator: torch.Generator) -> Tensor:
     """Mirror each ``(B, C, H, W)`` image left-right with probability 1/2."""
-    flip = torch.rand(images.shape[0], generator=generator, device=images.device) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(3), images)
+    return flip(images, torch.rand(images.shape[0], generator=generator, device=images.device) < 0.5)
+
+
+def alternating_flips(base: Tensor, epoch: int) -> Tensor:
+    """Which images to mirror in ``epoch``: a fixed random half in even epochs, the other half in odd ones.
+
+    Every image is seen both ways every two epochs, instead of by chance (airbench's
+    alternating flip), which is worth a little more than random flips on short runs.
+    """
+    return base if epoch % 2 == 0 else ~base
+
+
+def flip(images: Tensor, mask: Tensor) -> Tensor:
+    """Mirror the ``(B, C, H, W)`` images whose ``mask`` entry is True left-right."""
+    return torch.where(mask[:, None, None, None], images.flip(3), images)
+
+
+def cutout(images: Tensor, size: int, generator: torch.Generator) -> Tensor:
+    """Zero a ``size``×``size`` square at a random centre of each normalized image (DeVries & Taylor, 2017).
+
+    Zero after normalization is the data set's mean colour. Squares near an
+    edge are clipped by it, as in the paper.
+    """
+    batch, _, height, width = images.shape
+    device = images.device
+    cy = torch.randint(0, height, (batch,), generator=generator, device=device)
+    cx = torch.randint(0, width, (batch,), generator=generator, device=device)
+    top, left = (cy - size // 2)[:, None], (cx - size // 2)[:, None]
+    rows = torch.arange(height, device=device)[None, :]
+    cols = torch.arange(width, device=device)[None, :]
+    inside_rows = (rows >= top) & (rows < top + size)
+    inside_cols = (cols >= left) & (cols < left + size)
+    hole = inside_rows[:, :, None] & inside_cols[:, None, :]
+    return images.masked_fill(hole[:, None], 0.0)
 
 
 def normalize(images: Tensor) -> Tensor:

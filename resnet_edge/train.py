@@ -40,17 +40,18 @@ import torch
 from torch import nn
 
 from resnet_edge import __version__, distributed
-from resnet_edge.augment import normalize, random_crop, random_flip, to_nchw
+from resnet_edge.augment import alternating_flips, cutout, flip, normalize, random_crop, random_flip, to_nchw
 from resnet_edge.checkpoint import load_checkpoint, save_checkpoint
 from resnet_edge.cifar10 import CLASS_NAMES, MEAN, STD
 from resnet_edge.data import Split
 from resnet_edge.distributed import Ranks
+from resnet_edge.ema import WeightAverage
 from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.files import atomic_write_bytes
 from resnet_edge.metrics import classification_report
 from resnet_edge.model import ResNet18
 from resnet_edge.torch_inference import autocast_context, torch_logits
-from resnet_edge.train_config import TrainConfig
+from resnet_edge.train_config import TrainConfig, saved_config
 
 CROP_PADDING = 4
 LAST, BEST, METRICS = "last.pt", "best.pt", "metrics.jsonl"
@@ -180,14 +181,14 @@ def restore_rng_state(state: dict[str, Any], order: torch.Generator, augment: to
 
 def _check_resumable(saved: dict[str, Any], config: TrainConfig, explicit: set[str]) -> TrainConfig:
     """The saved config, after refusing explicit options that would change the run."""
-    saved_config = TrainConfig(**saved["config"])
+    saved = saved_config(saved["config"])
     for name in sorted(explicit):
-        if getattr(config, name) != getattr(saved_config, name):
+        if getattr(config, name) != getattr(saved, name):
             raise ResnetEdgeError(
                 f"--{name.replace('_', '-')} {getattr(config, name)} differs from the saved run's "
-                f"{getattr(saved_config, name)}; --resume continues the saved configuration"
+                f"{getattr(saved, name)}; --resume continues the saved configuration"
             )
-    return saved_config
+    return saved
 
 
 def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
@@ -214,10 +215,24 @@ def build_optimization(model: nn.Module, config: TrainConfig, total_steps: int, 
 
 
 def prepare_batch(images: torch.Tensor, index: torch.Tensor, generator: torch.Generator,
-                  memory_format: torch.memory_format) -> torch.Tensor:
-    """Gather, crop, flip and normalize one batch of uint8 NCHW images, in the model's memory format."""
-    x = random_flip(random_crop(images[index], CROP_PADDING, generator), generator)
-    return normalize(x).contiguous(memory_format=memory_format)
+                  memory_format: torch.memory_format, flips: torch.Tensor | None = None,
+                  cutout_size: int = 0) -> torch.Tensor:
+    """Gather, crop, flip, normalize and cut out one batch of uint8 NCHW images, in the model's memory format.
+
+    ``flips`` says which images of the batch to mirror; None flips each with probability 1/2.
+    """
+    x = random_crop(images[index], CROP_PADDING, generator)
+    x = random_flip(x, generator) if flips is None else flip(x, flips)
+    x = normalize(x)
+    if cutout_size:
+        x = cutout(x, cutout_size, generator)
+    return x.contiguous(memory_format=memory_format)
+
+
+def flip_base(seed: int, n_train: int, device: torch.device) -> torch.Tensor:
+    """The fixed random half of the training images mirrored in even epochs (see ``alternating_flips``)."""
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 0xF11B]).generate_state(1)[0]))
+    return (torch.rand(n_train, generator=generator) < 0.5).to(device)
 
 
 def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module,
@@ -233,6 +248,14 @@ def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.M
     scaler.update()
     scheduler.step()
     return loss.detach(), logits.detach()
+
+
+def _validate(model: nn.Module, val_split: Split, autocast_dtype: torch.dtype | None,
+              channels_last: bool) -> tuple[float, float]:
+    """Cross-entropy and top-1 of ``model`` on the validation split."""
+    logits = torch_logits(model, val_split.images, autocast_dtype=autocast_dtype, channels_last=channels_last)
+    loss = float(nn.functional.cross_entropy(logits, torch.from_numpy(val_split.labels)))
+    return loss, classification_report(logits.numpy(), val_split.labels, CLASS_NAMES)["top1"]
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -310,10 +333,15 @@ def _train(config: TrainConfig, train_split: Split, val_split: Split, out_dir: P
     model = model.to(torch_device, memory_format=memory_format)
     optimizer, scheduler, scaler, criterion = build_optimization(model, config, total_steps, torch_device,
                                                                  autocast_dtype)
+    # Only rank 0 validates and writes, so only it keeps the average (every rank holds the same weights).
+    ema = WeightAverage(model, config.ema_decay) if config.ema_decay and ranks.is_main else None
+    flips = flip_base(config.seed, n_train, torch_device) if config.alternate_flips else None
 
     start_epoch, history, best_top1 = 0, [], -1.0
     if saved is not None:
-        model.load_state_dict(saved["model"])
+        model.load_state_dict(saved.get("raw_model", saved["model"]))
+        if ema is not None:
+            ema.load_state_dict(saved["model"], saved["ema_updates"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
@@ -361,9 +389,12 @@ def _train(config: TrainConfig, train_split: Split, val_split: Split, out_dir: P
         bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
         for step in range(steps_per_epoch):
             index = order[step * batch_size : (step + 1) * batch_size][ranks.rank :: ranks.world_size]
-            x = prepare_batch(gpu_images, index, augment_gen, memory_format)
+            epoch_flips = None if flips is None else alternating_flips(flips, epoch)[index]
+            x = prepare_batch(gpu_images, index, augment_gen, memory_format, epoch_flips, config.cutout)
             y = gpu_labels[index]
             loss, logits = train_step(net, x, y, criterion, optimizer, scheduler, scaler, autocast_dtype)
+            if ema is not None:
+                ema.update(model)
 
             totals[0] += loss * len(y)
             totals[1] += (logits.argmax(1) == y).sum()
@@ -380,10 +411,9 @@ def _train(config: TrainConfig, train_split: Split, val_split: Split, out_dir: P
         digest = distributed.check_in_sync(ranks, model) if ranks.enabled else None
 
         if ranks.is_main:
-            val_logits = torch_logits(model, val_split.images, autocast_dtype=autocast_dtype,
-                                      channels_last=channels_last)
-            val_loss = float(nn.functional.cross_entropy(val_logits, torch.from_numpy(val_split.labels)))
-            val_top1 = classification_report(val_logits.numpy(), val_split.labels, CLASS_NAMES)["top1"]
+            # The weights that ship (the average, when there is one) are the ones validated and kept.
+            shipped = ema.module if ema is not None else model
+            val_loss, val_top1 = _validate(shipped, val_split, autocast_dtype, channels_last)
             loss_sum, correct, seen = totals.tolist()
             record = {
                 "epoch": epoch + 1,
@@ -395,13 +425,19 @@ def _train(config: TrainConfig, train_split: Split, val_split: Split, out_dir: P
                 "img_per_s": seen / train_seconds,
                 "seconds": time.perf_counter() - started,
             }
+            if ema is not None:
+                record["val_acc_raw"] = _validate(model, val_split, autocast_dtype, channels_last)[1]
+                record["seconds"] = time.perf_counter() - started
             history.append(record)
             is_best = val_top1 > best_top1
             best_top1 = max(best_top1, val_top1)
         augment_states = distributed.all_gather(ranks, augment_gen.get_state())
         if ranks.is_main:
+            raw_weights = {name: t.detach().cpu() for name, t in model.state_dict().items()}
             payload = {
-                "model": {name: t.detach().cpu() for name, t in model.state_dict().items()},
+                # "model" holds the weights to deploy; with an average, the optimizer's own go in "raw_model".
+                "model": ema.state_dict() if ema is not None else raw_weights,
+                **({"raw_model": raw_weights, "ema_updates": ema.updates} if ema is not None else {}),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
@@ -429,7 +465,8 @@ def _train(config: TrainConfig, train_split: Split, val_split: Split, out_dir: P
                 f"epoch {epoch + 1:>3}/{config.epochs}  lr {record['lr']:.4f}  "
                 f"train loss {record['train_loss']:.3f} acc {record['train_acc']:.3f}  "
                 f"val loss {val_loss:.3f} acc {val_top1:.4f}{' *' if is_best else ''}  "
-                f"{record['img_per_s']:.0f} img/s  {record['seconds']:.0f}s"
+                + (f"(raw weights {record['val_acc_raw']:.4f})  " if ema is not None else "")
+                + f"{record['img_per_s']:.0f} img/s  {record['seconds']:.0f}s"
             )
             if digest is not None:
                 log(f"weights identical on all {ranks.world_size} processes (sha256 {digest[:16]})")

@@ -26,6 +26,9 @@ class TrainConfig:
     seed: int = 0
     limit_train: int | None = None
     zero_init_residual: bool = True
+    ema_decay: float = 0.997
+    cutout: int = 12
+    alternate_flips: bool = True
     precision: str = "auto"
     sync_bn: bool = False
 
@@ -40,8 +43,19 @@ class TrainConfig:
             "warmup_fraction": 0 <= self.warmup_fraction < 1,
             "limit_train": self.limit_train is None or self.limit_train >= 1,
             "precision": self.precision in PRECISIONS,
+            "ema_decay": self.ema_decay == 0 or 0 < self.ema_decay < 1,
+            "cutout": 0 <= self.cutout <= 32,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             name = bad[0]
             raise ResnetEdgeError(f"invalid training option {name}={getattr(self, name)!r}")
+
+
+# What runs saved before a setting existed used: resuming one of them continues its recipe, not today's defaults.
+LEGACY_SETTINGS = {"ema_decay": 0.0, "cutout": 0, "alternate_flips": False}
+
+
+def saved_config(values: dict) -> TrainConfig:
+    """The ``TrainConfig`` a checkpoint recorded, with settings it predates filled in as they ran."""
+    return TrainConfig(**{**LEGACY_SETTINGS, **values})

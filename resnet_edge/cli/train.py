@@ -11,8 +11,8 @@ from resnet_edge.cli.options import data_options, load_training_data
 from resnet_edge.extras import require
 from resnet_edge.train_config import PRECISIONS, TrainConfig
 
-_CONFIG_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "seed", "limit_train", "precision",
-                   "sync_bn")
+_CONFIG_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "ema_decay", "cutout",
+                   "alternate_flips", "seed", "limit_train", "precision", "sync_bn")
 
 
 @click.command()
@@ -27,6 +27,12 @@ _CONFIG_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "label_smoothin
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=TrainConfig.weight_decay, show_default=True)
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=TrainConfig.label_smoothing,
               show_default=True)
+@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=TrainConfig.ema_decay,
+              show_default=True, help="Per-step decay of the weight average that is validated and kept; 0 turns it off.")
+@click.option("--cutout", type=click.IntRange(0, 32), default=TrainConfig.cutout, show_default=True,
+              help="Side of the square cut out of each training image, in pixels; 0 turns it off.")
+@click.option("--alternate-flips/--random-flips", default=TrainConfig.alternate_flips, show_default=True,
+              help="Mirror each image in every other epoch, or each with probability 1/2.")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
@@ -38,7 +44,8 @@ _CONFIG_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "label_smoothin
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on terminals.")
 @click.pass_context
 def train(ctx: click.Context, data_dir: Path | None, download: bool, sample: bool, out_dir: Path, epochs: int,
-          batch_size: int, lr: float, weight_decay: float, label_smoothing: float, seed: int, device: str,
+          batch_size: int, lr: float, weight_decay: float, label_smoothing: float, ema_decay: float, cutout: int,
+          alternate_flips: bool, seed: int, device: str,
           precision: str, limit_train: int | None, sync_bn: bool, resume: bool, progress: bool) -> None:
     """Train ResNet-18 on CIFAR-10 (the validation hold-out picks best.pt; the test split is never used).
 
@@ -54,7 +61,7 @@ def train(ctx: click.Context, data_dir: Path | None, download: bool, sample: boo
 
     config = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
-        seed=seed, limit_train=limit_train, precision=precision, sync_bn=sync_bn,
+        ema_decay=ema_decay, cutout=cutout, alternate_flips=alternate_flips, seed=seed, limit_train=limit_train, precision=precision, sync_bn=sync_bn,
     )
     explicit = {name for name in _CONFIG_OPTIONS if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
     train_split, val_split = load_training_data(data_dir, download, sample)
