@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from resnet_edge.data import load_sample
 from resnet_edge.metadata import INPUT_NAME, OUTPUT_NAME
+from resnet_edge.runtime.bench import interleaved_timings
 from resnet_edge.runtime.predictor import Predictor
 from resnet_edge.runtime.preprocess import normalize
 
@@ -56,26 +55,6 @@ def export_random_resnet18(folder: Path) -> Path:
     return path
 
 
-def interleaved_timings(calls: list[Callable[[], object]], iters: int) -> np.ndarray:
-    """Seconds per call, ``(len(calls), iters)``, timed in rounds whose order alternates."""
-    for call in calls:
-        for _ in range(WARMUP):
-            call()
-    timings = np.empty((len(calls), iters))
-    done = 0
-    for round_index in range(-(-iters // ROUND)):
-        count = min(ROUND, iters - done)
-        order = range(len(calls)) if round_index % 2 == 0 else reversed(range(len(calls)))
-        for which in order:
-            call = calls[which]
-            for i in range(done, done + count):
-                start = time.perf_counter()
-                call()
-                timings[which, i] = time.perf_counter() - start
-        done += count
-    return timings
-
-
 def measure(model: Path, iters: int, threads: int | None) -> None:
     predictor = Predictor(model, threads=threads)
     image = load_sample("test").images[0]
@@ -88,7 +67,7 @@ def measure(model: Path, iters: int, threads: int | None) -> None:
     def full() -> object:
         return predictor.predict(image)
 
-    timings = interleaved_timings([bare, full], iters) * 1e3
+    timings = interleaved_timings([bare, full], iters, WARMUP, ROUND) * 1e3
     p50_bare, p50_full = np.percentile(timings, 50, axis=1)
     p90_bare, p90_full = np.percentile(timings, 90, axis=1)
     overhead = p50_full / p50_bare - 1

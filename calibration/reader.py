@@ -26,9 +26,10 @@ import numpy as np
 from resnet_edge.calibration.selection import balanced_indices
 from resnet_edge.cifar10 import CHANNELS, IMAGE_SIZE, MEAN, STD
 from resnet_edge.data import Split
+from resnet_edge.export.qdq import DEFAULT_CALIBRATION_IMAGES
 from resnet_edge.extras import require
 from resnet_edge.metadata import INPUT_NAME
-from resnet_edge.runtime.images import read_image_file
+from resnet_edge.runtime.images import IMAGE_SUFFIXES, image_files, read_image_file
 from resnet_edge.runtime.preprocess import normalize
 
 # onnxruntime.quantization imports the onnx package, which onnxruntime itself does not
@@ -38,12 +39,14 @@ CalibrationDataReader = require(
 ).CalibrationDataReader
 
 TRAINING_SPLIT = "train"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _SHAPE = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
 
 
 class CifarCalibrationReader(CalibrationDataReader):
     """Batches ``{"input": float32 (B, 3, 32, 32)}`` for ``quantize_static``, then ``None``.
+
+    For a model exported with ``--raw-input``, set ``raw_pixels = True`` (``quantize_onnx``
+    does) and the batches are the uint8 ``(B, 32, 32, 3)`` pixels instead.
 
     Args:
         images: uint8 ``(N, 32, 32, 3)``, pixels as stored on disk.
@@ -53,7 +56,7 @@ class CifarCalibrationReader(CalibrationDataReader):
     """
 
     def __init__(self, images: np.ndarray, batch_size: int = 32, *,
-                 mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> None:
+                 mean: Sequence[float] = MEAN, std: Sequence[float] = STD, description: str | None = None) -> None:
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 \
                 or images.shape[1:] != _SHAPE:
             got = f"{images.dtype} of shape {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
@@ -66,12 +69,17 @@ class CifarCalibrationReader(CalibrationDataReader):
             raise ValueError(f"mean and std need 3 values each with std > 0, got mean {mean} and std {std}")
         self.images = images
         self.batch_size = int(batch_size)
+        # Where the images came from, for the int8 model's metadata and the user's log.
+        self.description = description or f"{len(images)} images from an array"
+        # True for a model exported with --raw-input: it takes the uint8 pixels and normalizes them itself.
+        self.raw_pixels = False
         self.mean, self.std = tuple(mean), tuple(std)
         self._first, self._stop = 0, len(self)
         self._next = 0
 
     @classmethod
-    def from_training_split(cls, split: Split, size: int = 512, batch_size: int = 32, seed: int = 0, *,
+    def from_training_split(cls, split: Split, size: int = DEFAULT_CALIBRATION_IMAGES, batch_size: int = 32,
+                            seed: int = 0, *,
                             mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> CifarCalibrationReader:
         """A seeded, class-balanced subset of ``size`` images of the ``train`` split."""
         if split.name == "test":
@@ -85,7 +93,9 @@ class CifarCalibrationReader(CalibrationDataReader):
                 f"({split.source}); 'val' is held out for judging models and 'trainval' contains it"
             )
         picks = balanced_indices(split.labels, size, seed)
-        return cls(split.images[picks], batch_size, mean=mean, std=std)
+        return cls(split.images[picks], batch_size, mean=mean, std=std,
+                   description=f"{len(picks)} class-balanced images of the {split.name} split "
+                               f"({split.source}), seed {seed}")
 
     @classmethod
     def from_array(cls, path_or_array: str | Path | np.ndarray, batch_size: int = 32, *,
@@ -103,7 +113,7 @@ class CifarCalibrationReader(CalibrationDataReader):
             images.close()
             raise ValueError(f"{path}: expected a .npy file with one uint8 (N, 32, 32, 3) array, got an archive")
         try:
-            return cls(images, batch_size, mean=mean, std=std)
+            return cls(images, batch_size, mean=mean, std=std, description=f"{len(images)} images from {path}")
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
 
@@ -114,7 +124,7 @@ class CifarCalibrationReader(CalibrationDataReader):
         folder = Path(folder)
         if not folder.is_dir():
             raise ValueError(f"{folder}: not a folder")
-        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(folder)
         if not files:
             raise ValueError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
         images = []
@@ -127,19 +137,24 @@ class CifarCalibrationReader(CalibrationDataReader):
                     f"{IMAGE_SIZE}x{IMAGE_SIZE} like the model input; resize it first"
                 )
             images.append(image)
-        return cls(np.stack(images), batch_size, mean=mean, std=std)
+        return cls(np.stack(images), batch_size, mean=mean, std=std,
+                   description=f"{len(images)} images from folder {folder}")
 
     def __len__(self) -> int:
         """Number of batches over all images (ignores ``set_range``)."""
         return -(-len(self.images) // self.batch_size)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        """The next normalized batch, or ``None`` once the batches (of the range) are used up."""
+        """The next batch as the model takes it, or ``None`` once the batches (of the range) are used up.
+
+        Normalized float32 NCHW, or the uint8 NHWC pixels themselves when ``raw_pixels`` is set.
+        """
         if self._next >= self._stop:
             return None
         start = self._next * self.batch_size
         self._next += 1
-        return {INPUT_NAME: normalize(self.images[start : start + self.batch_size], self.mean, self.std)}
+        pixels = self.images[start : start + self.batch_size]
+        return {INPUT_NAME: pixels if self.raw_pixels else normalize(pixels, self.mean, self.std)}
 
     def rewind(self) -> None:
         """Start again from the first batch of the current range."""

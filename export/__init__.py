@@ -1,6 +1,31 @@
-"""Checkpoint → ONNX with resnet-edge metadata and a parity check (needs the ``[train]`` extra)."""
+"""Checkpoint → fp32 ONNX (with metadata and a parity check), and fp32 ONNX → int8 behind an accuracy gate.
 
-from resnet_edge.export.onnx_export import DEFAULT_OPSET, ExportResult, export_onnx, model_to_onnx_bytes
-from resnet_edge.export.parity import ParityReport, check_parity
+The fp32 export needs torch (the ``[train]`` extra); quantization needs only onnx
+and onnxruntime (the ``[quantize]`` extra), so names are imported on first use
+and ``resnet_edge.export.quantize`` works on machines without torch.
+"""
 
-__all__ = ["DEFAULT_OPSET", "ExportResult", "ParityReport", "check_parity", "export_onnx", "model_to_onnx_bytes"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "DEFAULT_OPSET": "onnx_export",
+    "ExportResult": "onnx_export",
+    "export_onnx": "onnx_export",
+    "model_to_onnx_bytes": "onnx_export",
+    "ParityReport": "parity",
+    "check_parity": "parity",
+    "AccuracyGateError": "quantize",
+    "QuantizationResult": "quantize",
+    "quantize_onnx": "quantize",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

@@ -11,7 +11,11 @@ would catch a wrong graph from either exporter.
 
 The graph has one input ``input`` float32 ``(batch, 3, 32, 32)`` (normalized, see
 ``resnet_edge.cifar10``) and one output ``logits`` ``(batch, classes)``; the batch
-axis is dynamic (traced at batch 2 so no size-1 axis gets baked in). Nothing is
+axis is dynamic (traced at batch 2 so no size-1 axis gets baked in). With
+``raw_input=True`` the input is uint8 ``(batch, 32, 32, 3)`` pixels instead and
+the graph itself transposes, scales and normalizes them (Transpose, Cast, Mul,
+Add): applications feed pixels as decoded, and preprocessing cannot drift from
+training. Nothing is
 written to the output path unless the ONNX checker and the parity check pass;
 the write itself is atomic.
 """
@@ -34,7 +38,7 @@ from resnet_edge.data import load_sample
 from resnet_edge.errors import ExportError
 from resnet_edge.export.parity import PARITY_BATCHES, ParityReport, check_parity
 from resnet_edge.files import atomic_write_bytes, file_sha256
-from resnet_edge.metadata import BATCH_AXIS_NAME, INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from resnet_edge.metadata import BATCH_AXIS_NAME, INPUT_LAYOUT, INPUT_NAME, OUTPUT_NAME, RAW_INPUT_LAYOUT, ModelMetadata
 from resnet_edge.runtime.preprocess import normalize
 
 DEFAULT_OPSET = 17
@@ -51,12 +55,34 @@ class ExportResult:
     size_bytes: int
 
 
+class RawPixels(torch.nn.Module):
+    """``model`` behind its preprocessing: uint8 ``(N, H, W, 3)`` → ``(x / 255 - mean) / std`` NCHW → logits."""
+
+    def __init__(self, model: torch.nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model
+        # One multiply-add per pixel, the same arithmetic as runtime.preprocess.normalize.
+        std_t, mean_t = torch.tensor(std), torch.tensor(mean)
+        self.register_buffer("scale", (1.0 / (255.0 * std_t)).view(1, 3, 1, 1))
+        self.register_buffer("shift", (-mean_t / std_t).view(1, 3, 1, 1))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.permute(0, 3, 1, 2).float() * self.scale + self.shift
+        return self.model(x)
+
+
 def model_to_onnx_bytes(model: torch.nn.Module, opset: int = DEFAULT_OPSET) -> bytes:
-    """Trace ``model`` (fp32, eval) into ONNX bytes with a dynamic batch axis."""
+    """Trace ``model`` (fp32, eval) into ONNX bytes with a dynamic batch axis.
+
+    A :class:`RawPixels` model is traced with a uint8 NHWC example, any other with float32 NCHW.
+    """
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(f"opset {opset} is not supported; expected {MIN_OPSET}..{MAX_OPSET}")
     model = model.float().eval()
-    example = torch.randn(TRACE_BATCH, CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
+    if isinstance(model, RawPixels):
+        example = torch.randint(0, 256, (TRACE_BATCH, IMAGE_SIZE, IMAGE_SIZE, CHANNELS), dtype=torch.uint8)
+    else:
+        example = torch.randn(TRACE_BATCH, CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # The legacy exporter announces its deprecation on every call; the choice is deliberate.
@@ -92,32 +118,39 @@ def attach_metadata(onnx_bytes: bytes, metadata: ModelMetadata) -> bytes:
     return proto.SerializeToString()
 
 
-def parity_images(mean: tuple[float, ...], std: tuple[float, ...], count: int = max(PARITY_BATCHES)) -> np.ndarray:
-    """Real CIFAR-10 test images from the built-in sample, normalized as the model expects."""
-    return normalize(load_sample("test").images[:count], mean, std)
+def parity_images(mean: tuple[float, ...], std: tuple[float, ...], count: int = max(PARITY_BATCHES),
+                  raw: bool = False) -> np.ndarray:
+    """Real CIFAR-10 test images from the built-in sample, as the model takes them (normalized, or raw pixels)."""
+    images = load_sample("test").images[:count]
+    return images if raw else normalize(images, mean, std)
 
 
-def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = DEFAULT_OPSET) -> ExportResult:
+def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = DEFAULT_OPSET,
+                raw_input: bool = False) -> ExportResult:
     """Export a training checkpoint to ``output`` after the checker and parity pass.
 
-    Raises :class:`ExportError` (and writes nothing) when either fails.
+    ``raw_input`` puts the uint8 NHWC → normalized NCHW conversion inside the graph.
+    Raises :class:`ExportError` (and writes nothing) when either check fails.
     """
     checkpoint, output = Path(checkpoint), Path(output)
     payload = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(payload)
     mean, std = normalization_of(payload)
+    model = model_from_checkpoint(payload)
+    if raw_input:
+        model = RawPixels(model, mean, std).eval()
     metadata = ModelMetadata(
         class_names=tuple(payload.get("class_names", CLASS_NAMES)),
         mean=mean,
         std=std,
         image_size=IMAGE_SIZE,
         precision="fp32",
+        input_layout=RAW_INPUT_LAYOUT if raw_input else INPUT_LAYOUT,
         checkpoint_sha256=file_sha256(checkpoint),
         toolkit_version=__version__,
         val_top1=payload.get("val_top1"),
     )
     onnx_bytes = attach_metadata(model_to_onnx_bytes(model, opset), metadata)
-    report = check_parity(model, onnx_bytes, parity_images(mean, std))
+    report = check_parity(model, onnx_bytes, parity_images(mean, std, raw=raw_input))
     if not report.passed:
         worst = max(report.failures(), key=lambda case: case.max_abs_diff / case.tolerance)
         raise ExportError(

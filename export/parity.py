@@ -2,8 +2,9 @@
 
 A case passes when ``max |Δlogit| <= 1e-4 × max(1, max |logit|)`` and every
 argmax agrees. Cases cover real CIFAR-10 images (from the built-in sample) and
-random normalized inputs, each at several batch sizes, so both the weights and
-the dynamic batch axis are exercised.
+random inputs (normalized floats, or uint8 pixels for a raw-input model), each
+at several batch sizes, so both the weights and the dynamic batch axis are
+exercised.
 """
 
 from __future__ import annotations
@@ -59,12 +60,20 @@ class ParityReport:
 
 def parity_inputs(real_images: np.ndarray, batches: tuple[int, ...] = PARITY_BATCHES,
                   seed: int = 0) -> list[tuple[str, np.ndarray]]:
-    """Named float32 NCHW batches: the first b real images and b random inputs for each b."""
+    """Named batches like ``real_images``: the first b real images and b random inputs for each b.
+
+    Random inputs are standard normal for float32 inputs and uniform pixels for uint8 ones.
+    """
     rng = np.random.default_rng(seed)
     cases = []
     for batch in batches:
+        shape = (batch, *real_images.shape[1:])
+        if real_images.dtype == np.uint8:
+            random = rng.integers(0, 256, shape, dtype=np.uint8)
+        else:
+            random = rng.standard_normal(shape, dtype=np.float32)
         cases.append((f"real images, batch {batch}", real_images[:batch]))
-        cases.append((f"random inputs, batch {batch}", rng.standard_normal((batch, *real_images.shape[1:]), dtype=np.float32)))
+        cases.append((f"random inputs, batch {batch}", random))
     return cases
 
 
@@ -73,7 +82,8 @@ def check_parity(model: nn.Module, onnx_model: bytes | str, real_images: np.ndar
                  batches: tuple[int, ...] = PARITY_BATCHES) -> ParityReport:
     """Compare fp32 PyTorch logits with onnxruntime's on real and random inputs.
 
-    ``real_images`` are normalized float32 ``(N, 3, 32, 32)``; N must cover the largest batch.
+    ``real_images`` are what the model takes (normalized float32 ``(N, 3, 32, 32)``, or uint8
+    ``(N, 32, 32, 3)`` pixels for a raw-input model); N must cover the largest batch.
     """
     model = model.float().eval()
     session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])

@@ -16,7 +16,9 @@ from resnet_edge.errors import MetadataError
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
-INPUT_LAYOUT = "NCHW"
+INPUT_LAYOUT = "NCHW"  # float32 (batch, 3, H, W), normalized by the caller
+RAW_INPUT_LAYOUT = "NHWC_UINT8"  # uint8 (batch, H, W, 3) pixels; normalization is inside the graph (--raw-input)
+INPUT_LAYOUTS = (INPUT_LAYOUT, RAW_INPUT_LAYOUT)
 BATCH_AXIS_NAME = "batch"
 
 METADATA_VERSION = "1"
@@ -32,6 +34,11 @@ KEY_PRECISION = _PREFIX + "precision"
 KEY_CHECKPOINT_SHA256 = _PREFIX + "checkpoint_sha256"
 KEY_TOOLKIT_VERSION = _PREFIX + "toolkit_version"
 KEY_VAL_TOP1 = _PREFIX + "val_top1"
+# Written by 'resnet-edge quantize' (JSON): how the int8 model was made and what it measured against fp32.
+KEY_QUANTIZATION = _PREFIX + "quantization"
+KEY_CALIBRATION = _PREFIX + "calibration"
+KEY_INT8_ACCURACY = _PREFIX + "int8_accuracy"
+PRECISIONS = ("fp32", "int8")
 
 REQUIRED_KEYS = (
     KEY_METADATA_VERSION,
@@ -60,6 +67,11 @@ class ModelMetadata:
     checkpoint_sha256: str | None = None
     toolkit_version: str | None = None
     val_top1: float | None = None
+
+    @property
+    def raw_input(self) -> bool:
+        """Whether the model takes uint8 pixels and normalizes them itself (exported with ``--raw-input``)."""
+        return self.input_layout == RAW_INPUT_LAYOUT
 
     def to_props(self) -> dict[str, str]:
         props = {
@@ -105,10 +117,15 @@ class ModelMetadata:
             raise MetadataError(
                 f"{source} metadata has mean {mean} and std {std}; expected 3 values each, std > 0"
             )
-        if props[KEY_INPUT_LAYOUT] != INPUT_LAYOUT:
+        if props[KEY_PRECISION] not in PRECISIONS:
+            raise MetadataError(
+                f"{source} declares precision {props[KEY_PRECISION]!r}; this resnet-edge reads "
+                f"{' or '.join(map(repr, PRECISIONS))}"
+            )
+        if props[KEY_INPUT_LAYOUT] not in INPUT_LAYOUTS:
             raise MetadataError(
                 f"{source} declares input layout {props[KEY_INPUT_LAYOUT]!r}; "
-                f"this resnet-edge reads {INPUT_LAYOUT!r}"
+                f"this resnet-edge reads {' or '.join(map(repr, INPUT_LAYOUTS))}"
             )
         return cls(
             class_names=class_names,

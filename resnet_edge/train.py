@@ -386,11 +386,12 @@ def _train(config: TrainConfig, train_split: Split, val_split: Split, out_dir: P
         started = time.perf_counter()
         totals = torch.zeros(3, device=torch_device, dtype=torch.float64)  # loss sum, correct, images
         order = torch.randperm(n_train, generator=order_gen).to(torch_device)
+        epoch_flips = None if flips is None else alternating_flips(flips, epoch)
         bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
         for step in range(steps_per_epoch):
             index = order[step * batch_size : (step + 1) * batch_size][ranks.rank :: ranks.world_size]
-            epoch_flips = None if flips is None else alternating_flips(flips, epoch)[index]
-            x = prepare_batch(gpu_images, index, augment_gen, memory_format, epoch_flips, config.cutout)
+            batch_flips = None if epoch_flips is None else epoch_flips[index]
+            x = prepare_batch(gpu_images, index, augment_gen, memory_format, batch_flips, config.cutout)
             y = gpu_labels[index]
             loss, logits = train_step(net, x, y, criterion, optimizer, scheduler, scaler, autocast_dtype)
             if ema is not None:

@@ -12,6 +12,13 @@ import numpy as np
 
 from resnet_edge.extras import require
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix), in name order."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
 
 def read_image_file(path: str | Path) -> np.ndarray:
     """The array in ``path``: uint8 ``(H, W, 3)`` for an image; whatever a ``.npy`` holds.

@@ -1,26 +1,31 @@
 """Classify CIFAR-10 images with an exported ONNX model: numpy + onnxruntime, no torch.
 
     predictor = Predictor("model.onnx")
-    result = predictor.predict(image)          # uint8 (32, 32, 3)
+    result = predictor.predict(image)          # uint8 (32, 32, 3), PIL image, path, list, batch
     result.class_names[0], result.top_k_probabilities[0]
 
-Everything the predictor needs (normalization, class names, image size) comes
-from the model's resnet-edge metadata, so a model and its preprocessing travel
-as one file. One Predictor may serve calls from many threads: onnxruntime's
-``InferenceSession.run`` is thread-safe and the predictor holds no other state.
+Everything the predictor needs (input layout, normalization, class names, image
+size, fp32 or int8) comes from the model's resnet-edge metadata, so a model and
+its preprocessing travel as one file; a model exported with ``--raw-input``
+normalizes inside the graph and gets raw uint8 pixels. One Predictor may serve
+calls from many threads: onnxruntime's ``InferenceSession.run`` is thread-safe
+and the predictor holds no other mutable state.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from resnet_edge.errors import MetadataError
 from resnet_edge.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from resnet_edge.runtime.inputs import to_model_batch
 from resnet_edge.runtime.preprocess import normalize
+from resnet_edge.runtime.session import create_session, resolve_providers
 
 DEFAULT_CHUNK = 256
 
@@ -77,12 +82,17 @@ class Predictor:
     """An onnxruntime session plus the preprocessing its model's metadata prescribes.
 
     Args:
-        model_path: an ONNX file written by ``resnet-edge export``.
+        model_path: an ONNX file written by ``resnet-edge export`` or ``resnet-edge quantize``.
         threads: onnxruntime intra-op threads; None lets onnxruntime use every core.
         chunk_size: images per ``session.run``; bigger batches are split so memory stays bounded.
+        optimization: onnxruntime graph optimization level: disabled, basic, extended or all.
+        providers: onnxruntime execution providers in order of preference; CPU when None.
+        cache_dir: a folder for the optimized graph, so the next start skips optimizing (see ``runtime.session``).
     """
 
-    def __init__(self, model_path: str | Path, threads: int | None = None, chunk_size: int = DEFAULT_CHUNK) -> None:
+    def __init__(self, model_path: str | Path, threads: int | None = None, chunk_size: int = DEFAULT_CHUNK, *,
+                 optimization: str = "all", providers: Sequence[str] | None = None,
+                 cache_dir: str | Path | None = None) -> None:
         self.model_path = Path(model_path)
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be at least 1 (or None for all cores), got {threads}")
@@ -90,11 +100,14 @@ class Predictor:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
         if not self.model_path.is_file():
             raise FileNotFoundError(f"model not found: {self.model_path}")
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
+        self.providers = resolve_providers(providers)
         try:
-            self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+            self.session, self.from_cache = create_session(
+                self.model_path, threads, optimization, self.providers,
+                Path(cache_dir) if cache_dir is not None else None,
+            )
+        except ValueError:
+            raise
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
             raise MetadataError(f"cannot load {self.model_path} as an ONNX model: {str(exc).splitlines()[0]}") from None
         self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map, str(self.model_path))
@@ -107,59 +120,53 @@ class Predictor:
             )
         self.chunk_size = chunk_size
         self.threads = threads
+        self.optimization = optimization
 
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.metadata.class_names
 
-    def preprocess(self, images: np.ndarray) -> np.ndarray:
-        """Validate ``images`` and return the float32 ``(N, 3, S, S)`` batch the model takes.
+    @property
+    def precision(self) -> str:
+        """``fp32`` or ``int8``, from the model's metadata."""
+        return self.metadata.precision
 
-        Accepted: a uint8 ``(S, S, 3)`` image, a uint8 ``(N, S, S, 3)`` batch, or a
-        float32 ``(N, 3, S, S)`` batch that is already normalized (S = the model's
-        image size, 32 for CIFAR-10).
+    def preprocess(self, images: Any, resize: bool = False) -> np.ndarray:
+        """Validate ``images`` and return the batch the model takes.
+
+        Accepted: a uint8 ``(S, S, 3)`` image, a uint8 ``(N, S, S, 3)`` batch, a
+        float32 ``(N, 3, S, S)`` batch that is already normalized, a PIL image, an
+        image file path, or a list of images and paths (S = the model's image size,
+        32 for CIFAR-10). The result is float32 NCHW, or uint8 NHWC for a model
+        exported with ``--raw-input``.
         """
-        size = self.metadata.image_size
-        forms = (
-            f"a uint8 ({size}, {size}, 3) image, a uint8 (N, {size}, {size}, 3) batch, "
-            f"or a normalized float32 (N, 3, {size}, {size}) batch"
-        )
-        if not isinstance(images, np.ndarray):
-            raise ValueError(f"expected a numpy array ({forms}), got {type(images).__name__}")
-        if images.dtype == np.uint8:
-            single = images.ndim == 3 and images.shape == (size, size, 3)
-            if not single and (images.ndim != 4 or images.shape[1:] != (size, size, 3)):
-                raise ValueError(f"got a uint8 array of shape {images.shape}; expected {forms}")
-            if single:
-                images = images[None]
-            if images.shape[0] == 0:
-                raise ValueError("got an empty batch (0 images)")
-            return normalize(images, self.metadata.mean, self.metadata.std)
-        if images.dtype == np.float32:
-            if images.ndim != 4 or images.shape[1:] != (3, size, size):
-                raise ValueError(f"got a float32 array of shape {images.shape}; expected {forms}")
-            if images.shape[0] == 0:
-                raise ValueError("got an empty batch (0 images)")
-            if not np.isfinite(images).all():
-                raise ValueError("got a float32 batch that contains NaN or infinity")
-            return np.ascontiguousarray(images)
-        raise ValueError(f"got a {images.dtype} array of shape {images.shape}; expected {forms}")
+        batch = to_model_batch(images, self.metadata.image_size, resize)
+        if batch.dtype == np.float32:
+            if self.metadata.raw_input:
+                raise ValueError(
+                    f"{self.model_path.name} takes raw uint8 pixels (exported with --raw-input) and normalizes them "
+                    "itself; pass uint8 images, not a normalized float32 batch"
+                )
+            return batch
+        if self.metadata.raw_input:
+            return np.ascontiguousarray(batch)
+        return normalize(batch, self.metadata.mean, self.metadata.std)
 
-    def logits(self, images: np.ndarray) -> np.ndarray:
+    def logits(self, images: Any, resize: bool = False) -> np.ndarray:
         """Raw float32 logits ``(N, classes)`` for any accepted input form."""
-        batch = self.preprocess(images)
+        batch = self.preprocess(images, resize)
         outputs = [
             self.session.run([OUTPUT_NAME], {INPUT_NAME: batch[start : start + self.chunk_size]})[0]
             for start in range(0, len(batch), self.chunk_size)
         ]
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
-    def predict(self, images: np.ndarray, top_k: int = 1) -> Predictions:
-        """Class ids, names and probabilities (top-k) for any accepted input form."""
+    def predict(self, images: Any, top_k: int = 1, resize: bool = False) -> Predictions:
+        """Class ids, names and probabilities (top-k) for any accepted input form, in input order."""
         num_classes = len(self.class_names)
         if not 1 <= top_k <= num_classes:
             raise ValueError(f"top_k must be between 1 and {num_classes}, got {top_k}")
-        probabilities = softmax(self.logits(images))
+        probabilities = softmax(self.logits(images, resize))
         top_ids = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
         return Predictions(
             probabilities=probabilities,
@@ -167,4 +174,3 @@ class Predictor:
             top_k_probabilities=np.take_along_axis(probabilities, top_ids, axis=1),
             top_k_names=[[self.class_names[i] for i in row] for row in top_ids],
         )
-

@@ -42,3 +42,26 @@ def onnx_model(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     output = tmp_path_factory.mktemp("onnx") / "model.onnx"
     export_onnx(trained_run / "best.pt", output)
     return output
+
+
+@pytest.fixture(scope="session")
+def reference_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped reference checkpoint exported to fp32 ONNX (a real, accurate model for int8 tests)."""
+    from resnet_edge.export import export_onnx
+    from resnet_edge.reference import reference_checkpoint
+
+    output = tmp_path_factory.mktemp("reference") / "reference.onnx"
+    export_onnx(reference_checkpoint(), output)
+    return output
+
+
+@pytest.fixture(scope="session")
+def reference_int8(reference_onnx: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The reference model quantized with default settings, calibrated and gated on the built-in sample."""
+    from resnet_edge.calibration import CifarCalibrationReader
+    from resnet_edge.data import load_sample
+    from resnet_edge.export.quantize import quantize_onnx
+
+    output = tmp_path_factory.mktemp("int8") / "reference.int8.onnx"
+    reader = CifarCalibrationReader.from_training_split(load_sample("train"), size=512)
+    return quantize_onnx(reference_onnx, output, reader, load_sample("val"), log=lambda line: None)

@@ -11,7 +11,7 @@ from resnet_edge.cifar10 import CLASS_NAMES
 from resnet_edge.cli import main
 from resnet_edge.data import load_sample
 
-COMMANDS = ["train", "export", "evaluate", "predict", "bench", "demo", "report"]
+COMMANDS = ["train", "export", "quantize", "evaluate", "predict", "bench", "demo", "report"]
 
 
 @pytest.fixture()
@@ -91,8 +91,10 @@ def test_train_export_evaluate_predict_bench(runner, tmp_path):
 
     result = invoke(runner, "bench", model, "--iters", 5, "--warmup", 1, "--json")
     assert result.exit_code == 0, result.output
-    stats = json.loads(result.stdout)
-    assert {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "images_per_second"} <= set(stats)
+    [stats] = json.loads(result.stdout)["results"]
+    assert {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "images_per_second", "peak_rss_mb",
+            "size_bytes"} <= set(stats)
+    assert stats["engine"] == "onnxruntime" and stats["p50_ratio"] == 1.0 and stats["peak_rss_mb"] > 10
     table = invoke(runner, "bench", model, "--iters", 5, "--batch-size", 4, "--threads", 1)
     assert table.exit_code == 0 and "p50 ms" in table.output
 
@@ -114,7 +116,8 @@ def test_user_errors_are_one_line(runner, tmp_path, onnx_model):
 
     bad = tmp_path / "small.npy"
     np.save(bad, np.zeros((28, 28, 3), np.uint8))
-    assert_one_line_error(invoke(runner, "predict", onnx_model, bad), str(bad), "(28, 28, 3)")
+    assert_one_line_error(invoke(runner, "predict", onnx_model, bad), str(bad), "28x28", "--resize")
+    assert invoke(runner, "predict", onnx_model, bad, "--resize").exit_code == 0
 
     not_onnx = tmp_path / "model.onnx"
     not_onnx.write_bytes(b"junk")
@@ -123,6 +126,9 @@ def test_user_errors_are_one_line(runner, tmp_path, onnx_model):
 
     result = invoke(runner, "bench", tmp_path / "missing.onnx")
     assert result.exit_code == 2 and "does not exist" in result.output
+    assert_one_line_error(invoke(runner, "bench", onnx_model, "--engine", "torch"), "engine torch runs .pt")
+    result = invoke(runner, "bench", onnx_model, "--batch-size", "1,x")
+    assert result.exit_code == 2 and "positive integers" in result.output
 
 
 def test_evaluate_on_the_full_validation_split(runner, full_data_dir, onnx_model, monkeypatch):
@@ -141,9 +147,9 @@ def test_python_dash_m_entry_point():
 def test_demo_trains_exports_evaluates_predicts_and_benches(runner, tmp_path):
     result = invoke(runner, "demo", "--out", tmp_path, "--train-epochs", 1, "--no-progress")
     assert result.exit_code == 0, result.output
-    for stage in ("train", "export + parity", "evaluate (sample test)", "predict", "bench"):
+    for stage in ("train", "export + parity", "quantize int8", "evaluate (sample test)", "predict", "bench"):
         assert f"\n{stage} " in result.output
-    assert (tmp_path / "model.onnx").is_file()
+    assert (tmp_path / "model.onnx").is_file() and (tmp_path / "model.int8.onnx").is_file()
 
 
 def test_demo_uses_the_reference_model(runner, tmp_path):

@@ -62,8 +62,10 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     expected = load_checkpoint(tmp_path / "straight" / "last.pt")
     actual = load_checkpoint(tmp_path / "killed" / "last.pt")
     assert actual["epoch"] == expected["epoch"] == 3
-    for name, tensor in expected["model"].items():
-        assert torch.equal(tensor, actual["model"][name]), f"{name} differs after resume"
+    assert actual["ema_updates"] == expected["ema_updates"]
+    for weights in ("model", "raw_model"):  # the weight average and the optimizer's own weights
+        for name, tensor in expected[weights].items():
+            assert torch.equal(tensor, actual[weights][name]), f"{weights} {name} differs after resume"
     for key, state in expected["optimizer"]["state"].items():
         assert torch.equal(state["momentum_buffer"], actual["optimizer"]["state"][key]["momentum_buffer"])
     timing = ("img_per_s", "seconds")

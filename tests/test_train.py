@@ -6,15 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_edge.augment import normalize, random_crop, random_flip
+from resnet_edge.augment import alternating_flips, cutout, normalize, random_crop, random_flip
 from resnet_edge.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from resnet_edge.cifar10 import CLASS_NAMES, MEAN, STD
 from resnet_edge.data import Split, load_sample
 from resnet_edge.errors import CheckpointError, ResnetEdgeError
 from resnet_edge.files import atomic_write
 from resnet_edge.runtime.preprocess import normalize as numpy_normalize
+from resnet_edge.ema import WeightAverage
+from resnet_edge.model import ResNet18
 from resnet_edge.train import one_cycle, train
-from resnet_edge.train_config import TrainConfig
+from resnet_edge.train_config import TrainConfig, saved_config
 
 from conftest import TINY_CONFIG
 
@@ -130,6 +132,44 @@ def test_batch_augmentation_crops_and_flips_whole_batches():
     same = [torch.equal(flipped[i], images[i]) for i in range(64)]
     mirrored = [torch.equal(flipped[i], images[i].flip(2)) for i in range(64)]
     assert all(s or m for s, m in zip(same, mirrored)) and 10 < sum(mirrored) < 54
+
+
+def test_cutout_blanks_one_clipped_square_per_image():
+    images = torch.ones(256, 3, 32, 32)
+    holes = cutout(images, 12, torch.Generator().manual_seed(0)) == 0
+    assert torch.equal(holes[:, 0], holes[:, 1]) and torch.equal(holes[:, 0], holes[:, 2])
+    areas = holes[:, 0].sum(dim=(1, 2))
+    assert areas.max() == 144 and areas.min() >= 36  # a 12x12 square, clipped by at most half on each axis
+    rows, cols = holes[:, 0].any(2).sum(1), holes[:, 0].any(1).sum(1)
+    assert torch.equal(areas, rows * cols)  # one rectangle each
+
+
+def test_alternating_flips_mirror_each_image_in_every_other_epoch():
+    base = torch.rand(1000, generator=torch.Generator().manual_seed(0)) < 0.5
+    even, odd = alternating_flips(base, 0), alternating_flips(base, 1)
+    assert torch.equal(even, alternating_flips(base, 2)) and torch.equal(even ^ odd, torch.ones(1000, dtype=torch.bool))
+    assert 400 < int(even.sum()) < 600
+
+
+def test_weight_average_tracks_the_weights_and_warms_up():
+    torch.manual_seed(0)
+    model = ResNet18()
+    initial = next(model.parameters()).detach().clone()
+    average = WeightAverage(model, decay=0.9)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    average.update(model)  # the first update's decay is min(0.9, 1/10) = 0.1
+    averaged = next(average.module.parameters())
+    assert torch.allclose(averaged, initial + 0.9, atol=1e-6)
+    assert not averaged.requires_grad and average.updates == 1
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_runs_saved_before_new_settings_resume_with_them_off():
+    config = saved_config({"epochs": 3})
+    assert (config.ema_decay, config.cutout, config.alternate_flips) == (0.0, 0, False)
 
 
 def test_torch_and_numpy_normalization_agree():

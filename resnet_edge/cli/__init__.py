@@ -17,6 +17,7 @@ from resnet_edge.cli.demo import demo
 from resnet_edge.cli.evaluate import evaluate
 from resnet_edge.cli.export import export
 from resnet_edge.cli.predict import predict
+from resnet_edge.cli.quantize import quantize
 from resnet_edge.cli.report import report
 from resnet_edge.cli.train import train
 from resnet_edge.errors import ResnetEdgeError
@@ -47,11 +48,12 @@ def main() -> None:
     Typical flow:
       resnet-edge train --out runs/r18 --epochs 30
       resnet-edge export runs/r18/best.pt --output r18.onnx
+      resnet-edge quantize r18.onnx --output r18.int8.onnx
       resnet-edge evaluate r18.onnx --split test
       resnet-edge predict r18.onnx cat.png
       resnet-edge bench r18.onnx --batch-size 1
     """
 
 
-for command in (train, report, export, evaluate, predict, bench, demo):
+for command in (train, report, export, quantize, evaluate, predict, bench, demo):
     main.add_command(command)

@@ -1,40 +1,162 @@
-"""``resnet-edge bench``: latency and throughput of an ONNX model through the Predictor."""
+"""``resnet-edge bench``: latency, throughput and memory of models across engines, batch sizes and threads."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
-from resnet_edge.cli.options import json_option, threads_option
+from resnet_edge.bench_worker import run_in_subprocess
+from resnet_edge.cli.options import json_option
 from resnet_edge.cli.table import format_table
-from resnet_edge.runtime.bench import measure_latency
-from resnet_edge.runtime.predictor import Predictor
+from resnet_edge.engines import ENGINES, check_engine, default_engine, runs
+from resnet_edge.files import atomic_write_bytes
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int | None]:
+    """``"1,8,64"`` → ``[1, 8, 64]``; ``None`` (threads not given) → ``[None]`` (all cores)."""
+    if value is None:
+        return [None]
+    try:
+        numbers = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected positive integers separated by commas, got {value!r}") from None
+    if not numbers or min(numbers) < 1:
+        raise click.BadParameter(f"expected positive integers separated by commas, got {value!r}")
+    return numbers
+
+
+def _engine_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    engines = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown or not engines:
+        raise click.BadParameter(f"unknown engine {', '.join(unknown) or value!r}; expected {', '.join(ENGINES)}")
+    return engines
 
 
 @click.command()
-@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
-@threads_option
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--batch-size", "batch_sizes", default="1", show_default=True, callback=_int_list,
+              help="Batch sizes, comma-separated (e.g. 1,8,64).")
+@click.option("--threads", "thread_counts", default=None, callback=_int_list,
+              help="Intra-op thread counts, comma-separated (e.g. 1,2). [default: all cores]")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls first.")
 @click.option("--iters", type=click.IntRange(min=1), default=100, show_default=True, help="Timed calls.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Time calls for this many seconds instead of --iters.")
+@click.option("--engine", "engines", default=None, callback=_engine_list,
+              help=f"Engines, comma-separated: {', '.join(ENGINES)}. [default: torch for .pt, onnxruntime for .onnx]")
 @json_option
-def bench(model: Path, batch_size: int, threads: int | None, warmup: int, iters: int, as_json: bool) -> None:
-    """Time end-to-end Predictor calls on MODEL (preprocessing + onnxruntime + softmax).
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the results as JSON to this file.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also draw p50 latency and throughput to this PNG (needs the [report] extra).")
+def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[int | None], warmup: int,
+          iters: int, duration: float | None, engines: list[str] | None, as_json: bool, save: Path | None,
+          plot: Path | None) -> None:
+    """Time end-to-end inference of MODELS: uint8 images in, probabilities out.
 
-    Prints p50/p90/p99/mean/min latency per call and throughput in images/s.
+    Each model runs on every --engine that takes its file type (torch: .pt;
+    onnxruntime, openvino: .onnx).
+
+    Each model × engine × batch size × thread count runs in a fresh process
+    (engines' thread pools would otherwise fight), and reports p50/p90/p99/mean/min
+    latency per call, images/s, the model file's size and the process's peak
+    resident memory. Ratios compare each row with the first model's row of the
+    same batch size and threads (p50 ratio below 1 = faster).
+
+    \b
+    resnet-edge bench r18.onnx r18.int8.onnx --batch-size 1,64
+    resnet-edge bench r18.int8.onnx --engine onnxruntime,openvino --threads 1,2
+    resnet-edge bench best.pt r18.onnx r18.int8.onnx --save bench.json --plot bench.png
     """
-    predictor = Predictor(model, threads=threads)
-    stats = measure_latency(predictor, batch_size=batch_size, warmup=warmup, iters=iters)
-    size = model.stat().st_size
+    jobs = []
+    for model in models:
+        if engines is None:
+            jobs.append((model, default_engine(model)))
+            continue
+        fitting = [engine for engine in engines if runs(engine, model)]
+        if not fitting:
+            check_engine(engines[0], model)  # raises, saying which file type each engine runs
+        jobs.extend((model, engine) for engine in fitting)
+    if plot is not None:
+        from resnet_edge.extras import require
+
+        require("matplotlib", "report", "--plot")
+    results = []
+    for model, engine in jobs:
+        for batch_size in batch_sizes:
+            for threads in thread_counts:
+                config = {"model": str(model), "engine": engine, "batch_size": batch_size, "threads": threads,
+                          "warmup": warmup, "iters": iters, "duration": duration}
+                if not as_json:
+                    click.echo(f"  {model.name} · {engine} · batch {batch_size} · threads {threads or 'all'} ...",
+                               err=True)
+                results.append({**config, "size_bytes": model.stat().st_size, **run_in_subprocess(config)})
+    _add_ratios(results)
+    report = {"results": results}
+    if save is not None:
+        atomic_write_bytes(save, (json.dumps(report, indent=2) + "\n").encode())
+    if plot is not None:
+        _plot(results, plot)
     if as_json:
-        click.echo(json.dumps({"model": str(model), "size_bytes": size,
-                               "precision": predictor.metadata.precision, **stats.to_dict()}))
+        click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"{model} ({size / 1e6:.1f} MB, {predictor.metadata.precision}), {iters} calls after {warmup} warm-up")
-    click.echo(format_table(
-        ["batch", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "min ms", "images/s"],
-        [(stats.batch_size, stats.threads or "all", f"{stats.p50_ms:.3f}", f"{stats.p90_ms:.3f}",
-          f"{stats.p99_ms:.3f}", f"{stats.mean_ms:.3f}", f"{stats.min_ms:.3f}", f"{stats.images_per_second:.1f}")],
-    ))
+    rows = [
+        (Path(r["model"]).name, r["engine"], r["precision"], r["batch_size"], r["threads"] or "all",
+         f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f}", f"{r['min_ms']:.3f}",
+         f"{r['images_per_second']:.1f}", f"{r['size_bytes'] / 1e6:.1f}", f"{r['peak_rss_mb']:.0f}",
+         f"{r['p50_ratio']:.2f}×")
+        for r in results
+    ]
+    click.echo(format_table(["model", "engine", "precision", "batch", "threads", "p50 ms", "p90 ms", "p99 ms",
+                             "mean ms", "min ms", "images/s", "MB", "peak RSS MB", "p50 vs first"], rows))
+    extras = [f"wrote {path}" for path in (save, plot) if path is not None]
+    for line in extras:
+        click.echo(line)
+
+
+def _add_ratios(results: list[dict[str, Any]]) -> None:
+    """p50 and throughput of each row relative to the first model's row with the same batch size and threads."""
+    first = results[0]["model"], results[0]["engine"]
+    baseline = {(r["batch_size"], r["threads"]): r for r in results if (r["model"], r["engine"]) == first}
+    for r in results:
+        base = baseline[(r["batch_size"], r["threads"])]
+        r["p50_ratio"] = r["p50_ms"] / base["p50_ms"]
+        r["throughput_ratio"] = r["images_per_second"] / base["images_per_second"]
+
+
+def _plot(results: list[dict[str, Any]], path: Path) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(dict.fromkeys(f"{Path(r['model']).name} · {r['engine']}" for r in results))
+    configs = sorted({(r["batch_size"], r["threads"] or 0) for r in results})
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.8 / max(1, len(labels))
+    for index, label in enumerate(labels):
+        rows = {(r["batch_size"], r["threads"] or 0): r for r in results
+                if f"{Path(r['model']).name} · {r['engine']}" == label}
+        xs = [i + index * width for i in range(len(configs))]
+        axes[0].bar(xs, [rows[c]["p50_ms"] if c in rows else 0 for c in configs], width, label=label)
+        axes[1].bar(xs, [rows[c]["images_per_second"] if c in rows else 0 for c in configs], width, label=label)
+    ticks = [i + 0.4 - width / 2 for i in range(len(configs))]
+    names = [f"batch {b}\n{t or 'all'} threads" for b, t in configs]
+    for axis, title in zip(axes, ("p50 latency per call (ms, lower is better)", "throughput (images/s)")):
+        axis.set_xticks(ticks, names)
+        axis.set_title(title)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -17,8 +17,10 @@ from resnet_edge.extras import require
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="ONNX file to write. [default: CHECKPOINT with the suffix .onnx]")
 @click.option("--opset", type=click.IntRange(13, 20), default=17, show_default=True, help="ONNX opset version.")
+@click.option("--raw-input", is_flag=True,
+              help="Take uint8 (batch, 32, 32, 3) pixels and normalize inside the graph, so apps feed raw pixels.")
 @json_option
-def export(checkpoint: Path, output: Path | None, opset: int, as_json: bool) -> None:
+def export(checkpoint: Path, output: Path | None, opset: int, raw_input: bool, as_json: bool) -> None:
     """Export CHECKPOINT (a .pt from 'resnet-edge train') to fp32 ONNX.
 
     The model is written only if the ONNX checker passes and onnxruntime matches
@@ -31,7 +33,7 @@ def export(checkpoint: Path, output: Path | None, opset: int, as_json: bool) -> 
     from resnet_edge.export import export_onnx
 
     output = output or checkpoint.with_suffix(".onnx")
-    result = export_onnx(checkpoint, output, opset=opset)
+    result = export_onnx(checkpoint, output, opset=opset, raw_input=raw_input)
     if as_json:
         click.echo(json.dumps({
             "output": str(result.output),
@@ -41,8 +43,9 @@ def export(checkpoint: Path, output: Path | None, opset: int, as_json: bool) -> 
             "parity": result.parity.to_dict(),
         }, indent=2))
         return
+    takes = "uint8 (batch, 32, 32, 3) pixels" if raw_input else "float32 (batch, 3, 32, 32), normalized"
     click.echo(f"wrote {result.output} ({result.size_bytes / 1e6:.1f} MB, opset {result.opset}, "
-               f"input 'input' float32 (batch, 3, 32, 32), output 'logits')")
+               f"input 'input' {takes}, output 'logits')")
     rows = [(case.name, f"{case.max_abs_diff:.2e}", f"{case.tolerance:.2e}", case.argmax_mismatches,
              "ok" if case.passed else "FAIL") for case in result.parity.cases]
     click.echo("parity, PyTorch vs onnxruntime:")

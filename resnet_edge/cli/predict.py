@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import click
-import numpy as np
 
 from resnet_edge.cli.options import json_option, threads_option
 from resnet_edge.cli.table import format_table
 from resnet_edge.runtime.images import read_image_file
+from resnet_edge.runtime.inputs import is_single
 from resnet_edge.runtime.predictor import Predictor
 
 
@@ -18,13 +18,16 @@ from resnet_edge.runtime.predictor import Predictor
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes to list per image.")
+@click.option("--resize", is_flag=True, help="Resize images that are not 32x32 (bilinear) instead of refusing them.")
 @threads_option
 @json_option
-def predict(model: Path, files: tuple[Path, ...], top_k: int, threads: int | None, as_json: bool) -> None:
+def predict(model: Path, files: tuple[Path, ...], top_k: int, resize: bool, threads: int | None,
+            as_json: bool) -> None:
     """Classify FILES with MODEL (an .onnx file from 'resnet-edge export').
 
-    FILES are PNG/JPEG images (32×32 RGB) or .npy arrays: a uint8 (32, 32, 3)
-    image, a uint8 (N, 32, 32, 3) batch or a normalized float32 (N, 3, 32, 32) batch.
+    FILES are PNG/JPEG images (32×32 RGB; other sizes with --resize) or .npy arrays:
+    a uint8 (32, 32, 3) image, a uint8 (N, 32, 32, 3) batch or a normalized float32
+    (N, 3, 32, 32) batch.
     """
     predictor = Predictor(model, threads=threads)
     top_k = min(top_k, len(predictor.class_names))
@@ -32,11 +35,11 @@ def predict(model: Path, files: tuple[Path, ...], top_k: int, threads: int | Non
     for path in files:
         try:
             images = read_image_file(path)
-            predictions = predictor.predict(images, top_k=top_k)
+            predictions = predictor.predict(images, top_k=top_k, resize=resize)
         except ValueError as exc:
-            message = str(exc)
+            message = str(exc).replace("pass resize=True", "pass --resize")
             raise click.ClickException(message if message.startswith(str(path)) else f"{path}: {message}") from None
-        single = isinstance(images, np.ndarray) and images.ndim == 3
+        single = is_single(images)
         for index, record in enumerate(predictions.to_records()):
             results.append({"file": str(path), "index": None if single else index, **record})
     if as_json:

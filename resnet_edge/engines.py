@@ -1,0 +1,107 @@
+"""The inference engines the bench compares, each behind one call: uint8 NHWC images in, probabilities out.
+
+Every engine pays the same preprocessing (``runtime.preprocess.normalize``, or
+none for a ``--raw-input`` model) and the same softmax, so a ratio between two
+engines is a ratio between their inference.
+
+- ``onnxruntime``: the toolkit's ``Predictor`` on an ``.onnx`` file (fp32 or int8).
+- ``torch``: PyTorch eager fp32 on a ``.pt`` checkpoint, in inference mode.
+- ``openvino``: OpenVINO's CPU plugin on the same ``.onnx`` file (an int8 QDQ
+  model runs as int8), compiled for the benchmarked batch size with the latency
+  hint; needs the ``[openvino]`` extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from resnet_edge.errors import ResnetEdgeError
+from resnet_edge.extras import require
+from resnet_edge.metadata import ModelMetadata
+from resnet_edge.runtime.predictor import Predictor, softmax
+from resnet_edge.runtime.preprocess import normalize
+
+ENGINES = ("onnxruntime", "torch", "openvino")
+ONNX_ENGINES = ("onnxruntime", "openvino")
+Classify = Callable[[np.ndarray], np.ndarray]
+
+
+def default_engine(model: Path) -> str:
+    """The engine that runs ``model`` by its file type: torch for checkpoints, onnxruntime for ONNX."""
+    return "torch" if model.suffix.lower() in (".pt", ".pth") else "onnxruntime"
+
+
+def runs(engine: str, model: Path) -> bool:
+    """Whether ``engine`` can run ``model``'s file type."""
+    return (engine == "torch") != (model.suffix.lower() == ".onnx")
+
+
+def check_engine(engine: str, model: Path) -> None:
+    """Refuse an engine that cannot run ``model``'s file type, with what would."""
+    if engine not in ENGINES:
+        raise ResnetEdgeError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    is_onnx = model.suffix.lower() == ".onnx"
+    if engine == "torch" and is_onnx:
+        raise ResnetEdgeError(f"engine torch runs .pt checkpoints, not {model.name}; give the checkpoint it came from")
+    if engine in ONNX_ENGINES and not is_onnx:
+        raise ResnetEdgeError(f"engine {engine} runs .onnx models, not {model.name}; export it first")
+
+
+def load_engine(engine: str, model: Path, batch_size: int, threads: int | None,
+                metadata: ModelMetadata | None = None) -> tuple[Classify, str]:
+    """A function from a uint8 ``(batch_size, 32, 32, 3)`` batch to probabilities, and the model's precision.
+
+    OpenVINO needs the ONNX model's resnet-edge ``metadata`` (``runtime.session.read_metadata``), read by
+    the caller so that the measured process holds OpenVINO alone.
+    """
+    check_engine(engine, model)
+    if engine == "onnxruntime":
+        predictor = Predictor(model, threads=threads)
+        return (lambda images: predictor.predict(images).probabilities), predictor.precision
+    if engine == "torch":
+        return _torch(model, threads), "fp32"
+    if metadata is None:
+        raise ResnetEdgeError(f"benchmarking {model.name} with openvino needs its resnet-edge metadata")
+    return _openvino(model, metadata, batch_size, threads), metadata.precision
+
+
+def _torch(model_path: Path, threads: int | None) -> Classify:
+    torch = require("torch", "train", "Benchmarking PyTorch")
+    from resnet_edge.checkpoint import load_checkpoint, model_from_checkpoint, normalization_of
+
+    payload = load_checkpoint(model_path)
+    model = model_from_checkpoint(payload)
+    mean, std = normalization_of(payload)
+    if threads is not None:  # otherwise torch's own default, as onnxruntime and OpenVINO keep theirs
+        torch.set_num_threads(threads)
+
+    def classify(images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            logits = model(torch.from_numpy(normalize(images, mean, std)))
+        return softmax(logits.numpy())
+
+    return classify
+
+
+def _openvino(model_path: Path, metadata: ModelMetadata, batch_size: int, threads: int | None) -> Classify:
+    ov = require("openvino", "openvino", "Benchmarking with OpenVINO")
+    core = ov.Core()
+    model = core.read_model(str(model_path))
+    size = metadata.image_size
+    shape = [batch_size, size, size, 3] if metadata.raw_input else [batch_size, 3, size, size]
+    model.reshape({model.input(0).get_any_name(): shape})  # a static batch: what a deployment compiles for
+    config = {"PERFORMANCE_HINT": "LATENCY"}
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = core.compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+
+    def classify(images: np.ndarray) -> np.ndarray:
+        batch = images if metadata.raw_input else normalize(images, metadata.mean, metadata.std)
+        request.infer({0: batch})
+        return softmax(np.asarray(request.get_output_tensor(0).data))
+
+    return classify
