@@ -31,7 +31,8 @@ def measure(config: dict[str, Any]) -> dict[str, Any]:
     model = Path(config["model"])
     batch_size, threads = int(config["batch_size"]), config.get("threads")
     metadata = ModelMetadata.from_props(config["metadata"], str(model)) if config.get("metadata") else None
-    classify, precision = load_engine(config["engine"], model, batch_size, threads, metadata)
+    classify, precision = load_engine(config["engine"], model, batch_size, threads, metadata,
+                                      config.get("predictor_options"))
     images = np.random.default_rng(0).integers(0, 256, (batch_size, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     stats = time_calls(lambda: classify(images), batch_size, int(config["warmup"]), int(config["iters"]),
                        config.get("duration"), threads)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,15 +52,17 @@ def check_engine(engine: str, model: Path) -> None:
 
 
 def load_engine(engine: str, model: Path, batch_size: int, threads: int | None,
-                metadata: ModelMetadata | None = None) -> tuple[Classify, str]:
+                metadata: ModelMetadata | None = None,
+                predictor_options: dict[str, Any] | None = None) -> tuple[Classify, str]:
     """A function from a uint8 ``(batch_size, 32, 32, 3)`` batch to probabilities, and the model's precision.
 
     OpenVINO needs the ONNX model's resnet-edge ``metadata`` (``runtime.session.read_metadata``), read by
-    the caller so that the measured process holds OpenVINO alone.
+    the caller so that the measured process holds OpenVINO alone. ``predictor_options`` go to the
+    onnxruntime ``Predictor`` (``optimization``, ``session_config``, ...).
     """
     check_engine(engine, model)
     if engine == "onnxruntime":
-        predictor = Predictor(model, threads=threads)
+        predictor = Predictor(model, threads=threads, **(predictor_options or {}))
         return (lambda images: predictor.predict(images).probabilities), predictor.precision
     if engine == "torch":
         return _torch(model, threads), "fp32"

@@ -14,7 +14,7 @@ and the predictor holds no other mutable state.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,11 +88,12 @@ class Predictor:
         optimization: onnxruntime graph optimization level: disabled, basic, extended or all.
         providers: onnxruntime execution providers in order of preference; CPU when None.
         cache_dir: a folder for the optimized graph, so the next start skips optimizing (see ``runtime.session``).
+        session_config: onnxruntime session config entries, e.g. ``{"session.intra_op.allow_spinning": "0"}``.
     """
 
     def __init__(self, model_path: str | Path, threads: int | None = None, chunk_size: int = DEFAULT_CHUNK, *,
                  optimization: str = "all", providers: Sequence[str] | None = None,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, session_config: Mapping[str, str] | None = None) -> None:
         self.model_path = Path(model_path)
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be at least 1 (or None for all cores), got {threads}")
@@ -104,7 +105,7 @@ class Predictor:
         try:
             self.session, self.from_cache = create_session(
                 self.model_path, threads, optimization, self.providers,
-                Path(cache_dir) if cache_dir is not None else None,
+                Path(cache_dir) if cache_dir is not None else None, session_config,
             )
         except ValueError:
             raise

@@ -17,7 +17,7 @@ import hashlib
 import os
 import platform
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import onnxruntime as ort
@@ -48,7 +48,9 @@ def resolve_providers(providers: Sequence[str] | None) -> list[str]:
     return wanted
 
 
-def session_options(threads: int | None, optimization: str) -> ort.SessionOptions:
+def session_options(threads: int | None, optimization: str,
+                    config: Mapping[str, str] | None = None) -> ort.SessionOptions:
+    """onnxruntime options; ``config`` holds session config entries (e.g. ``session.intra_op.allow_spinning``)."""
     if optimization not in OPTIMIZATION_LEVELS:
         raise ValueError(
             f"unknown graph optimization level {optimization!r}; expected one of {', '.join(OPTIMIZATION_LEVELS)}"
@@ -57,6 +59,11 @@ def session_options(threads: int | None, optimization: str) -> ort.SessionOption
     if threads is not None:
         options.intra_op_num_threads = threads
     options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
+    for key, value in (config or {}).items():
+        try:
+            options.add_session_config_entry(str(key), str(value))
+        except Exception as exc:  # onnxruntime refuses unknown or malformed entries with its own types
+            raise ValueError(f"onnxruntime refused session config {key}={value}: {exc}") from None
     return options
 
 
@@ -69,12 +76,14 @@ def _cpu_fingerprint() -> str:
     return "\n".join([platform.machine(), platform.processor(), *wanted])
 
 
-def cache_key(model_path: Path, optimization: str, providers: Sequence[str]) -> str:
+def cache_key(model_path: Path, optimization: str, providers: Sequence[str],
+              config: Mapping[str, str] | None = None) -> str:
     # The file's identity rather than its hash: hashing 45 MB on every start would cost as much as the
     # optimization the cache saves. ctime is included because copying tools can preserve mtime, not ctime.
     stat = model_path.stat()
     parts = [str(model_path.resolve()), str(stat.st_ino), str(stat.st_size), str(stat.st_mtime_ns),
-             str(stat.st_ctime_ns), ort.__version__, optimization, ",".join(providers), _cpu_fingerprint()]
+             str(stat.st_ctime_ns), ort.__version__, optimization, ",".join(providers), _cpu_fingerprint(),
+             repr(sorted((config or {}).items()))]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
 
@@ -89,14 +98,15 @@ def read_metadata(model_path: Path) -> ModelMetadata:
 
 
 def create_session(model_path: Path, threads: int | None, optimization: str, providers: Sequence[str],
-                   cache_dir: Path | None) -> tuple[ort.InferenceSession, bool]:
+                   cache_dir: Path | None,
+                   config: Mapping[str, str] | None = None) -> tuple[ort.InferenceSession, bool]:
     """The session, and whether it was loaded from the optimized-graph cache."""
-    options = session_options(threads, optimization)
+    options = session_options(threads, optimization, config)
     if cache_dir is None or optimization == "disabled":
         return ort.InferenceSession(str(model_path), options, providers=list(providers)), False
-    cached = Path(cache_dir) / f"{model_path.stem}.{cache_key(model_path, optimization, providers)}.onnx"
+    cached = Path(cache_dir) / f"{model_path.stem}.{cache_key(model_path, optimization, providers, config)}.onnx"
     if cached.is_file():
-        cached_options = session_options(threads, "disabled")
+        cached_options = session_options(threads, "disabled", config)
         try:
             return ort.InferenceSession(str(cached), cached_options, providers=list(providers)), True
         except Exception:  # a damaged entry (a full disk, a crash): rebuild it below

@@ -110,6 +110,8 @@ def test_session_options_providers_and_cache(onnx_model, images, tmp_path):
     for level in ("disabled", "basic", "extended"):
         assert np.allclose(Predictor(onnx_model, optimization=level).predict(images).probabilities, reference,
                            atol=1e-5)
+    no_spin = Predictor(onnx_model, threads=2, session_config={"session.intra_op.allow_spinning": "0"})
+    assert np.allclose(no_spin.predict(images).probabilities, reference, atol=1e-5)
     with pytest.raises(ValueError, match="unknown graph optimization level 'fast'"):
         Predictor(onnx_model, optimization="fast")
     with pytest.raises(ValueError, match="NoSuchExecutionProvider not available.*available: .*CPUExecutionProvider"):
