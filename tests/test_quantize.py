@@ -14,7 +14,7 @@ from resnet_edge.calibration import CifarCalibrationReader
 from resnet_edge.cli import main
 from resnet_edge.data import load_sample
 from resnet_edge.export.cpu_features import cpu_int8_support
-from resnet_edge.export.qdq import settings_for_cpu
+from resnet_edge.export.qdq import DEFAULT_METHOD, settings_for_cpu
 from resnet_edge.export.quantize import AccuracyGateError, quantize_onnx
 from resnet_edge.metadata import KEY_CALIBRATION, KEY_INT8_ACCURACY, KEY_PRECISION, KEY_QUANTIZATION
 from resnet_edge.runtime import Predictor
@@ -40,7 +40,7 @@ def test_int8_model_is_valid_keeps_metadata_and_agrees_with_fp32(reference_onnx,
             assert int8_props[key] == value, key
     assert int8_props[KEY_PRECISION] == "int8"
     settings = json.loads(int8_props[KEY_QUANTIZATION])
-    assert settings["format"] == "QDQ" and settings["per_channel"] and settings["method"] == "minmax"
+    assert settings["format"] == "QDQ" and settings["per_channel"] and settings["method"] == DEFAULT_METHOD
     assert "built-in sample" in int8_props[KEY_CALIBRATION] and "train split" in int8_props[KEY_CALIBRATION]
     accuracy = json.loads(int8_props[KEY_INT8_ACCURACY])
     assert accuracy["split"] == "val" and accuracy["source"] == "built-in sample"
