@@ -36,6 +36,7 @@ from resnet_edge.checkpoint import load_checkpoint, model_from_checkpoint, norma
 from resnet_edge.cifar10 import CHANNELS, CLASS_NAMES, IMAGE_SIZE
 from resnet_edge.data import load_sample
 from resnet_edge.errors import ExportError
+from resnet_edge.export.onnx_metadata import with_props_checked
 from resnet_edge.export.parity import PARITY_BATCHES, ParityReport, check_parity
 from resnet_edge.files import atomic_write_bytes, file_sha256
 from resnet_edge.metadata import BATCH_AXIS_NAME, INPUT_LAYOUT, INPUT_NAME, OUTPUT_NAME, RAW_INPUT_LAYOUT, ModelMetadata
@@ -106,16 +107,11 @@ def attach_metadata(onnx_bytes: bytes, metadata: ModelMetadata) -> bytes:
     """Add resnet-edge ``metadata_props``, run the full ONNX checker, return the new bytes."""
     proto = onnx.load_from_string(onnx_bytes)
     existing = {prop.key for prop in proto.metadata_props}
-    for key, value in metadata.to_props().items():
-        if key in existing:
-            raise ExportError(f"ONNX model already has metadata key {key!r}")
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ExportError(f"exported model fails the ONNX checker: {str(exc).splitlines()[0]}") from None
-    return proto.SerializeToString()
+    props = metadata.to_props()
+    clashes = sorted(existing & props.keys())
+    if clashes:
+        raise ExportError(f"ONNX model already has metadata key {clashes[0]!r}")
+    return with_props_checked(proto, props, ExportError, "exported model")
 
 
 def parity_images(mean: tuple[float, ...], std: tuple[float, ...], count: int = max(PARITY_BATCHES),

@@ -37,6 +37,7 @@ from resnet_edge.export.qdq import (
     quantize_qdq,
     settings_for_cpu,
 )
+from resnet_edge.export.onnx_metadata import with_props_checked
 from resnet_edge.export.sensitivity import NodeSensitivity, rank_nodes
 from resnet_edge.extras import require
 from resnet_edge.files import atomic_write_bytes
@@ -115,14 +116,7 @@ def _with_metadata(model_path: Path, props: dict[str, str]) -> bytes:
     onnx = require("onnx", "quantize", "int8 quantization")
     proto = onnx.load(str(model_path))
     del proto.metadata_props[:]
-    for key, value in props.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ResnetEdgeError(f"the int8 model fails the ONNX checker: {str(exc).splitlines()[0]}") from None
-    return proto.SerializeToString()
+    return with_props_checked(proto, props, ResnetEdgeError, "the int8 model")
 
 
 def _batch1_p50_ms(model_path: Path) -> float:

@@ -73,7 +73,7 @@ def default_data_dir() -> Path:
     return Path(env) if env else DEFAULT_DATA_DIR
 
 
-def _batches_root(data_dir: Path) -> Path:
+def batches_root(data_dir: Path) -> Path:
     """The folder that contains ``cifar-10-batches-py`` (what torchvision calls ``root``)."""
     data_dir = data_dir.expanduser()
     if data_dir.name == BATCHES_FOLDER:
@@ -105,7 +105,7 @@ def _diagnose(batches: Path) -> str:
 
 def _load_official(data_dir: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
     datasets = require("torchvision.datasets", "train", "Reading CIFAR-10")
-    root = _batches_root(data_dir)
+    root = batches_root(data_dir)
     batches = root / BATCHES_FOLDER
     if download:
         try:
@@ -147,14 +147,14 @@ def load_split(split: str, data_dir: str | Path | None = None, download: bool = 
         return train if split == "train" else val
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     images, labels = _load_official(data_dir, train=split != "test", download=download)
-    return Split(split, images, labels, str(_batches_root(data_dir) / BATCHES_FOLDER))
+    return Split(split, images, labels, str(batches_root(data_dir) / BATCHES_FOLDER))
 
 
 def load_train_val(data_dir: str | Path | None = None, download: bool = False) -> tuple[Split, Split]:
     """The ``train`` and ``val`` splits from one read of the training files."""
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     images, labels = _load_official(data_dir, train=True, download=download)
-    source = str(_batches_root(data_dir) / BATCHES_FOLDER)
+    source = str(batches_root(data_dir) / BATCHES_FOLDER)
     held_out = val_indices(labels)
     keep = np.setdiff1d(np.arange(len(labels)), held_out, assume_unique=True)
     return (

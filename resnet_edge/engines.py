@@ -26,7 +26,6 @@ from resnet_edge.runtime.predictor import Predictor, softmax
 from resnet_edge.runtime.preprocess import normalize
 
 ENGINES = ("onnxruntime", "torch", "openvino")
-ONNX_ENGINES = ("onnxruntime", "openvino")
 Classify = Callable[[np.ndarray], np.ndarray]
 
 
@@ -44,11 +43,11 @@ def check_engine(engine: str, model: Path) -> None:
     """Refuse an engine that cannot run ``model``'s file type, with what would."""
     if engine not in ENGINES:
         raise ResnetEdgeError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
-    is_onnx = model.suffix.lower() == ".onnx"
-    if engine == "torch" and is_onnx:
+    if runs(engine, model):
+        return
+    if engine == "torch":
         raise ResnetEdgeError(f"engine torch runs .pt checkpoints, not {model.name}; give the checkpoint it came from")
-    if engine in ONNX_ENGINES and not is_onnx:
-        raise ResnetEdgeError(f"engine {engine} runs .onnx models, not {model.name}; export it first")
+    raise ResnetEdgeError(f"engine {engine} runs .onnx models, not {model.name}; export it first")
 
 
 def load_engine(engine: str, model: Path, batch_size: int, threads: int | None,

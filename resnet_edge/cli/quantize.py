@@ -9,7 +9,7 @@ import click
 
 from resnet_edge.cli.options import data_options, json_option, load_data, load_training_data
 from resnet_edge.cli.table import format_table
-from resnet_edge.data import SAMPLE_SOURCE, default_data_dir, load_sample
+from resnet_edge.data import BATCHES_FOLDER, DATA_ENV_VAR, SAMPLE_SOURCE, batches_root, default_data_dir
 from resnet_edge.errors import DataError
 from resnet_edge.export.qdq import DEFAULT_CALIBRATION_IMAGES, DEFAULT_METHOD, METHODS
 from resnet_edge.export.quantize import DEFAULT_MAX_DROP
@@ -105,12 +105,11 @@ def _use_sample(data_dir: Path | None, download: bool, log) -> bool:
     """Fall back to the built-in sample when no data set was asked for and none is at the default place."""
     if data_dir is not None or download:
         return False
-    default = default_data_dir().expanduser()
-    if (default / "cifar-10-batches-py").is_dir() or (default.name == "cifar-10-batches-py" and default.is_dir()):
+    default = default_data_dir()
+    if (batches_root(default) / BATCHES_FOLDER).is_dir():
         return False
-    log(f"no CIFAR-10 at {default} (set --data-dir or $RESNET_EDGE_DATA): calibrating and measuring on the "
-        f"{SAMPLE_SOURCE} ({len(load_sample('train'))} train, {len(load_sample('val'))} val, "
-        f"{len(load_sample('test'))} test images)")
+    log(f"no CIFAR-10 at {default} (set --data-dir or ${DATA_ENV_VAR}): calibrating and measuring on the "
+        f"{SAMPLE_SOURCE}")
     return True
 
 
