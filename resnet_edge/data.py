@@ -8,9 +8,11 @@ there are no per-sample transforms (augmentation works on whole batches, see
 ``resnet_edge.augment``).
 
 Splits:
-- ``train``: the 45,000 training images left after the validation hold-out.
-- ``val``: the last 500 training images of each class (5,000, class-balanced,
-  deterministic); used for model selection.
+- ``train``: the 48,000 training images left after the validation hold-out.
+- ``val``: the last 200 training images of each class (2,000, class-balanced,
+  deterministic); used for model selection. Small on purpose: every image held
+  out is one the reference model cannot learn from, and 2,000 paired images
+  still resolve the int8 gate's accuracy drop to 0.05 points.
 - ``trainval``: all 50,000 training images.
 - ``test``: the 10,000 official test images; only for final evaluation.
 
@@ -47,7 +49,7 @@ EXPECTED_FILES = (
     "batches.meta",
 )
 SPLITS = ("train", "val", "trainval", "test")
-VAL_PER_CLASS = 500
+VAL_PER_CLASS = 200
 SAMPLE_PATH = Path(__file__).parent / "sample" / "cifar10_sample.npz"
 SAMPLE_SOURCE = "built-in sample"
 
