@@ -2,9 +2,12 @@
 
 Measures, in one process on one machine and on the same onnxruntime session:
 
-  (a) ``session.run`` on an already normalized float32 ``(1, 3, 32, 32)`` input;
+  (a) ``session.run`` on the input the model takes, prepared beforehand: an
+      already normalized float32 ``(1, 3, 32, 32)`` batch, or for a model
+      exported with ``--raw-input`` the uint8 ``(1, 32, 32, 3)`` pixels;
   (b) ``Predictor.predict`` on a uint8 ``(32, 32, 3)`` image: validation,
-      normalization, the same ``session.run``, softmax and top-1.
+      normalization (unless the graph does it), the same ``session.run``,
+      softmax and top-1.
 
 and prints the p50 latency of each and ``p50(b) / p50(a) - 1`` as the
 "Predictor overhead". Both paths share one session so that they differ only in
@@ -31,7 +34,6 @@ from resnet_edge.data import load_sample
 from resnet_edge.metadata import INPUT_NAME, OUTPUT_NAME
 from resnet_edge.runtime.bench import interleaved_timings
 from resnet_edge.runtime.predictor import Predictor
-from resnet_edge.runtime.preprocess import normalize
 
 TARGET = 0.10
 ROUND = 20  # calls per path per round: long enough to stay in cache, short enough to interleave finely
@@ -58,11 +60,11 @@ def export_random_resnet18(folder: Path) -> Path:
 def measure(model: Path, iters: int, threads: int | None) -> None:
     predictor = Predictor(model, threads=threads)
     image = load_sample("test").images[0]
-    normalized = normalize(image[None], predictor.metadata.mean, predictor.metadata.std)
+    model_input = predictor.preprocess(image)  # prepared once: (a) times onnxruntime alone
     session = predictor.session
 
     def bare() -> object:
-        return session.run([OUTPUT_NAME], {INPUT_NAME: normalized})
+        return session.run([OUTPUT_NAME], {INPUT_NAME: model_input})
 
     def full() -> object:
         return predictor.predict(image)
@@ -71,10 +73,13 @@ def measure(model: Path, iters: int, threads: int | None) -> None:
     p50_bare, p50_full = np.percentile(timings, 50, axis=1)
     p90_bare, p90_full = np.percentile(timings, 90, axis=1)
     overhead = p50_full / p50_bare - 1
-    print(f"model: {model} ({model.stat().st_size / 1e6:.1f} MB), batch 1, "
+    print(f"model: {model} ({predictor.precision}, {model.stat().st_size / 1e6:.1f} MB), batch 1, "
           f"threads: {threads or 'onnxruntime default'}, {iters} timed calls each after {WARMUP} warm-up")
-    print(f"(a) session.run, normalized float32 input : p50 {p50_bare:.3f} ms  p90 {p90_bare:.3f} ms")
-    print(f"(b) Predictor.predict, uint8 image        : p50 {p50_full:.3f} ms  p90 {p90_full:.3f} ms")
+    kind = "raw uint8 input" if predictor.metadata.raw_input else "normalized float32 input"
+    labels = [f"(a) session.run, {kind}", "(b) Predictor.predict, uint8 image"]
+    width = max(map(len, labels))
+    print(f"{labels[0]:<{width}} : p50 {p50_bare:.3f} ms  p90 {p90_bare:.3f} ms")
+    print(f"{labels[1]:<{width}} : p50 {p50_full:.3f} ms  p90 {p90_full:.3f} ms")
     verdict = "within" if overhead <= TARGET else "OVER"
     print(f"Predictor overhead: {overhead:+.1%} ({(p50_full - p50_bare) * 1e3:+.0f} us per call); "
           f"target <= {TARGET:.0%}: {verdict}")

@@ -14,7 +14,7 @@ Charts are drawn on matplotlib ``Figure`` objects without pyplot: that renders t
 user's configured backend, so it works headless and leaves a notebook's backend alone. Everything is
 rendered in memory first and then written atomically, summary.md last, so a failure writes nothing and
 summary.md never links a chart that is not there. A report of a 30-epoch run takes a few seconds; the
-confusion matrix adds one fp32 pass over the validation images (about 20 s for 5,000 on 2 cores).
+confusion matrix adds one fp32 pass over the validation images (about 8 s for the 2,000 on 2 cores).
 """
 
 from __future__ import annotations

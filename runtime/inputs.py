@@ -82,7 +82,7 @@ def to_model_batch(images: Any, size: int, resize: bool = False) -> np.ndarray:
             return to_model_batch(read_image_file(images), size, resize)
         except ValueError as exc:
             message = str(exc)
-            raise ValueError(message if message.startswith(str(images)) else f"{images}: {message}") from None
+            raise ValueError(message if message.startswith(str(Path(images))) else f"{images}: {message}") from None
     if isinstance(images, (str, Path)) or _is_pil_image(images):
         return _one_image(images, size, resize, forms)[None]
     if not isinstance(images, np.ndarray):

@@ -72,6 +72,10 @@ class Predictions:
         ]
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
@@ -95,10 +99,10 @@ class Predictor:
                  optimization: str = "all", providers: Sequence[str] | None = None,
                  cache_dir: str | Path | None = None, session_config: Mapping[str, str] | None = None) -> None:
         self.model_path = Path(model_path)
-        if threads is not None and threads < 1:
-            raise ValueError(f"threads must be at least 1 (or None for all cores), got {threads}")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        if threads is not None and (not _is_int(threads) or threads < 1):
+            raise ValueError(f"threads must be an integer of at least 1 (or None for all cores), got {threads!r}")
+        if not _is_int(chunk_size) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be an integer of at least 1, got {chunk_size!r}")
         if not self.model_path.is_file():
             raise FileNotFoundError(f"model not found: {self.model_path}")
         self.providers = resolve_providers(providers)
@@ -119,9 +123,29 @@ class Predictor:
                 f"{self.model_path} has inputs {inputs} and outputs {outputs}; "
                 f"expected input '{INPUT_NAME}' and output '{OUTPUT_NAME}'"
             )
+        self._check_graph_matches_metadata()
         self.chunk_size = chunk_size
         self.threads = threads
         self.optimization = optimization
+
+    def _check_graph_matches_metadata(self) -> None:
+        """Refuse metadata that contradicts the graph now, not with an onnxruntime error at the first call."""
+        size, classes = self.metadata.image_size, len(self.metadata.class_names)
+        expected_input = [size, size, 3] if self.metadata.raw_input else [3, size, size]
+        graph_input = self.session.get_inputs()[0].shape[1:]
+        output = next(o for o in self.session.get_outputs() if o.name == OUTPUT_NAME).shape[1:]
+        # Symbolic dimensions (strings) are checked by onnxruntime at run time; only fixed ones can contradict.
+        if len(graph_input) != 3 or any(isinstance(g, int) and g != e for g, e in zip(graph_input, expected_input)):
+            layout = "NHWC uint8" if self.metadata.raw_input else "NCHW float32"
+            raise MetadataError(
+                f"{self.model_path}: its metadata describes {layout} input of {size}x{size} images, "
+                f"but the graph's input has shape [N, {', '.join(map(str, graph_input))}]"
+            )
+        if len(output) != 1 or (isinstance(output[0], int) and output[0] != classes):
+            raise MetadataError(
+                f"{self.model_path}: its metadata names {classes} classes, but the graph's output has shape "
+                f"[N, {', '.join(map(str, output))}]"
+            )
 
     @property
     def class_names(self) -> tuple[str, ...]:

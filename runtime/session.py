@@ -37,7 +37,7 @@ _QUIET = 3  # onnxruntime's log severity "error": its warning about hardware-spe
 
 def resolve_providers(providers: Sequence[str] | None) -> list[str]:
     """``providers`` checked against what this onnxruntime build offers (CPU when None)."""
-    wanted = list(providers or DEFAULT_PROVIDERS)
+    wanted = list(DEFAULT_PROVIDERS if providers is None else providers)
     available = ort.get_available_providers()
     missing = [name for name in wanted if name not in available]
     if missing or not wanted:

@@ -136,7 +136,7 @@ def test_evaluate_on_the_full_validation_split(runner, full_data_dir, onnx_model
     result = invoke(runner, "evaluate", onnx_model, "--split", "val", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["images"] == 5000 and report["split"] == "val"
+    assert report["images"] == 2000 and report["split"] == "val"
 
 
 def test_python_dash_m_entry_point():

@@ -1,13 +1,22 @@
+import json
+import re
+import subprocess
+import sys
+import textwrap
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from resnet_edge import metadata as meta
 from resnet_edge.cifar10 import CLASS_NAMES, MEAN, STD
 from resnet_edge.data import load_sample
-from resnet_edge.errors import MetadataError
+from resnet_edge.errors import MetadataError, MissingExtraError
 from resnet_edge.runtime import Predictor, measure_latency, normalize
 from resnet_edge.runtime.images import read_image_file
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +165,11 @@ def test_raw_input_model_takes_pixels_and_matches_the_normalized_one(trained_run
         (np.zeros((0, 32, 32, 3), np.uint8), "empty batch"),
         (np.zeros((0, 3, 32, 32), np.float32), "empty batch"),
         (np.full((1, 3, 32, 32), np.nan, np.float32), "NaN or infinity"),
+        (np.full((1, 3, 32, 32), -np.inf, np.float32), "NaN or infinity"),
+        ((np.zeros((32, 32, 3), np.uint8), 3), r"item 1 of the list: expected a uint8 .*; got int"),
+        ([np.zeros((32, 32, 4), np.uint8)], r"item 0 of the list: got a uint8 array of shape \(32, 32, 4\)"),
+        ([np.zeros((1, 32, 32, 3), np.uint8)], r"item 0 of the list: got a uint8 array of shape \(1, 32, 32, 3\)"),
+        (np.zeros((32, 32, 4), np.uint8), r"uint8 array of shape \(32, 32, 4\)"),
     ],
 )
 def test_bad_input_raises_value_error_naming_it(predictor, bad, message):
@@ -256,3 +270,380 @@ def test_openvino_runs_the_same_onnx_file_as_onnxruntime(onnx_model, images):
     theirs, precision = load_engine("openvino", onnx_model, 12, 1, read_metadata(onnx_model))
     assert precision == "fp32"
     assert np.allclose(ours(images), theirs(images), atol=1e-4)
+
+
+# --- Input forms not covered above -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def raw_predictor(trained_run, tmp_path_factory):
+    """The trained run exported with --raw-input (uint8 NHWC in, normalization in the graph), chunking by 5."""
+    from resnet_edge.export import export_onnx
+
+    path = tmp_path_factory.mktemp("raw") / "raw.onnx"
+    export_onnx(trained_run / "best.pt", path, raw_input=True)
+    return Predictor(path, chunk_size=5)
+
+
+def test_npy_files_hold_any_array_form(predictor, images, tmp_path):
+    expected = predictor.predict(images).probabilities
+    for name, array, rows in [
+        ("image.npy", images[3], slice(3, 4)),
+        ("batch.npy", images, slice(None)),
+        ("floats.npy", normalize(images, MEAN, STD), slice(None)),
+    ]:
+        path = tmp_path / name
+        np.save(path, array)
+        assert np.allclose(predictor.predict(path).probabilities, expected[rows], atol=1e-6), name
+        assert np.allclose(predictor.predict(str(path)).probabilities, expected[rows], atol=1e-6), name
+    listed = predictor.predict([tmp_path / "image.npy", images[4]]).probabilities
+    assert np.allclose(listed, expected[3:5], atol=1e-6)
+
+
+def test_tuples_views_and_non_rgb_pil_images(predictor, images):
+    from PIL import Image
+
+    expected = predictor.predict(images).probabilities
+    assert np.allclose(predictor.predict(tuple(images[:3])).probabilities, expected[:3], atol=1e-6)
+    # Non-contiguous views keep input order.
+    assert np.allclose(predictor.predict(images[::-1]).probabilities, expected[::-1], atol=1e-6)
+    assert np.allclose(predictor.predict(normalize(images, MEAN, STD)[::-2]).probabilities, expected[::-2], atol=1e-6)
+    rgba = Image.fromarray(np.dstack([images[0], np.full((32, 32), 7, np.uint8)]), "RGBA")
+    assert np.allclose(predictor.predict(rgba).probabilities, expected[:1], atol=1e-6)
+    gray = images[1].mean(axis=2).astype(np.uint8)
+    assert np.allclose(predictor.predict(Image.fromarray(gray, "L")).probabilities,
+                       predictor.predict(np.repeat(gray[:, :, None], 3, axis=2)).probabilities, atol=1e-6)
+
+
+def test_resize_and_size_errors_for_paths_pil_images_and_lists(predictor, images, tmp_path):
+    from PIL import Image
+
+    big = np.asarray(Image.fromarray(images[0]).resize((64, 64), Image.Resampling.BILINEAR))
+    png = tmp_path / "big.png"
+    Image.fromarray(big).save(png)
+    with pytest.raises(ValueError, match=re.escape(f"{png}: image is 64x64, the model takes 32x32; pass resize=True")):
+        predictor.predict(png)
+    with pytest.raises(ValueError, match=r"^PIL image: image is 64x64, the model takes 32x32"):
+        predictor.predict(Image.fromarray(big))
+    with pytest.raises(ValueError, match=r"^item 1 of the list: image is 64x64"):
+        predictor.predict([images[1], big])
+    # Width x height, as images are usually named.
+    with pytest.raises(ValueError, match=r"image is 64x40, the model takes 32x32"):
+        predictor.predict(np.zeros((40, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"images are 64x40, the model takes 32x32"):
+        predictor.predict(np.zeros((2, 40, 64, 3), np.uint8))
+
+    resized = predictor.predict(big, resize=True).probabilities
+    assert np.allclose(predictor.predict(png, resize=True).probabilities, resized, atol=1e-6)
+    mixed = predictor.predict([big, images[1], png], resize=True).probabilities
+    assert np.allclose(mixed[[0, 2]], np.concatenate([resized, resized]), atol=1e-6)
+    assert np.allclose(mixed[1], predictor.predict(images[1]).probabilities[0], atol=1e-6)
+    # resize=True leaves images of the right size untouched.
+    assert np.allclose(predictor.predict(images, resize=True).probabilities, predictor.predict(images).probabilities,
+                       atol=1e-6)
+
+
+def test_raw_input_model_takes_every_uint8_form_in_chunks(raw_predictor, predictor, images, tmp_path):
+    from PIL import Image
+
+    assert raw_predictor.metadata.input_layout == "NHWC_UINT8" and raw_predictor.chunk_size == 5
+    batch = raw_predictor.preprocess(images)
+    assert batch.dtype == np.uint8 and batch.shape == (12, 32, 32, 3) and batch.flags.c_contiguous
+    expected = predictor.predict(images).probabilities
+    got = raw_predictor.predict(images)  # 12 images in chunks of 5, 5 and 2
+    assert np.allclose(got.probabilities, expected, atol=1e-5)
+    assert np.allclose(raw_predictor.predict(images[::-1]).probabilities, expected[::-1], atol=1e-5)
+    png, npy = tmp_path / "0.png", tmp_path / "batch.npy"
+    Image.fromarray(images[0]).save(png)
+    np.save(npy, images)
+    assert np.allclose(raw_predictor.predict(images[0]).probabilities, expected[:1], atol=1e-5)
+    assert np.allclose(raw_predictor.predict(Image.fromarray(images[1])).probabilities, expected[1:2], atol=1e-5)
+    assert np.allclose(raw_predictor.predict(png).probabilities, expected[:1], atol=1e-5)
+    assert np.allclose(raw_predictor.predict(npy).probabilities, expected, atol=1e-5)
+    assert np.allclose(raw_predictor.predict([png, images[1], images[2]]).probabilities, expected[:3], atol=1e-5)
+    floats = tmp_path / "floats.npy"
+    np.save(floats, normalize(images, MEAN, STD))
+    with pytest.raises(ValueError, match="raw.onnx takes raw uint8 pixels .* not a normalized float32 batch"):
+        raw_predictor.predict(floats)
+
+
+def test_top_k_can_rank_every_class(predictor, images):
+    result = predictor.predict(images[:2], top_k=10)
+    assert all(sorted(row) == list(range(10)) for row in result.top_k_ids.tolist())
+    assert np.allclose(result.top_k_probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert [len(record["top_k"]) for record in result.to_records()] == [10, 10]
+
+
+# --- Errors not covered above -----------------------------------------------------------------------------------
+
+
+def test_unreadable_files_are_named_in_the_error(predictor, images, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match=re.escape(f"{text}: neither a .npy array nor an image")):
+        predictor.predict(text)
+    with pytest.raises(ValueError, match=r"missing\.png: no such file"):
+        predictor.predict(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match=r"^item 1 of the list: .*missing\.png: no such file"):
+        predictor.predict([images[0], tmp_path / "missing.png"])
+    with pytest.raises(ValueError, match=r"missing\.npy: no such file"):
+        predictor.predict(tmp_path / "missing.npy")
+    pickled = tmp_path / "objects.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="objects.npy: not a plain numeric .npy array"):
+        predictor.predict(pickled)
+    for name, array, message in [
+        ("doubles.npy", np.zeros((2, 3, 32, 32)), r"got a float64 array of shape \(2, 3, 32, 32\)"),
+        ("flat.npy", np.zeros((32, 32), np.uint8), r"got a uint8 array of shape \(32, 32\)"),
+        ("small.npy", np.zeros((2, 28, 28, 3), np.uint8),
+         r"got a uint8 array of shape \(2, 28, 28, 3\): images are 28x28"),
+    ]:
+        np.save(tmp_path / name, array)
+        with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path / name))}: {message}"):
+            predictor.predict(tmp_path / name)
+
+
+def test_without_pillow_files_and_resizing_name_the_extra(predictor, images, tmp_path, monkeypatch):
+    from PIL import Image
+
+    png = tmp_path / "0.png"
+    Image.fromarray(images[0]).save(png)
+    monkeypatch.setitem(sys.modules, "PIL.Image", None)  # as if Pillow were not installed
+    assert len(predictor.predict(images[0])) == 1  # arrays need no Pillow
+    with pytest.raises(MissingExtraError, match=re.escape("pip install 'resnet-edge[images]'")):
+        predictor.predict(png)
+    with pytest.raises(MissingExtraError, match=r"resize=True needs the 'PIL.Image' package"):
+        predictor.predict(np.zeros((64, 64, 3), np.uint8), resize=True)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"threads": -1}, "threads must be an integer of at least 1 .*got -1"),
+        ({"threads": 1.5}, "threads must be an integer of at least 1 .*got 1.5"),
+        ({"chunk_size": 0}, "chunk_size must be an integer of at least 1, got 0"),
+        ({"chunk_size": -5}, "chunk_size must be an integer of at least 1, got -5"),
+        ({"chunk_size": "64"}, "chunk_size must be an integer of at least 1, got '64'"),
+        ({"providers": []}, r"execution provider\(s\) \(none given\) not available"),
+        ({"optimization": "ALL"}, "unknown graph optimization level 'ALL'; expected one of disabled, basic"),
+        ({"providers": ["CPUExecutionProvider", "Bogus"]}, "execution provider.*Bogus not available"),
+        ({"session_config": {"": "1"}}, "onnxruntime refused session config =1"),
+    ],
+)
+def test_bad_predictor_options_raise_value_error(onnx_model, options, message):
+    with pytest.raises(ValueError, match=message) as info:
+        Predictor(onnx_model, **options)
+    assert not isinstance(info.value, MetadataError)
+
+
+def test_a_folder_is_not_a_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model not found"):
+        Predictor(tmp_path)
+
+
+def _tiny_model(path, props, input_name=meta.INPUT_NAME, output_name=meta.OUTPUT_NAME):
+    """A small real ONNX classifier (mean pixel per channel → 10 logits) with ``props`` as its metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.linspace(-1, 1, 30, dtype=np.float32).reshape(3, 10), "weights")
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", [input_name], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "weights"], [output_name])],
+        "tiny",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", 10])],
+        [weights],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(model, props)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported_props(predictor):
+    """The resnet-edge metadata of the real export, to copy onto small models."""
+    return dict(predictor.session.get_modelmeta().custom_metadata_map)
+
+
+def test_wrong_input_or_output_names_are_refused(exported_props, images, tmp_path):
+    good = Predictor(_tiny_model(tmp_path / "good.onnx", exported_props))
+    assert good.metadata.class_names == CLASS_NAMES and len(good.predict(images)) == 12
+    with pytest.raises(MetadataError, match=r"has inputs \['x'\] and outputs \['logits'\]; expected input 'input'"):
+        Predictor(_tiny_model(tmp_path / "input.onnx", exported_props, input_name="x"))
+    with pytest.raises(MetadataError, match=r"has inputs \['input'\] and outputs \['scores'\]; .*output 'logits'"):
+        Predictor(_tiny_model(tmp_path / "output.onnx", exported_props, output_name="scores"))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (meta.KEY_PRECISION, None, r"lacks resnet-edge metadata \(resnet_edge.precision\)"),
+        (meta.KEY_METADATA_VERSION, "2", "has metadata version '2'; this resnet-edge reads version '1'"),
+        (meta.KEY_CLASS_NAMES, "[airplane", "malformed resnet-edge metadata"),
+        (meta.KEY_IMAGE_SIZE, "32px", "malformed resnet-edge metadata"),
+        (meta.KEY_MEAN, "[0.5, 0.5]", "expected 3 values each, std > 0"),
+        (meta.KEY_STD, "[0.2, 0.2, 0.0]", "expected 3 values each, std > 0"),
+        (meta.KEY_PRECISION, "fp16", "declares precision 'fp16'"),
+        (meta.KEY_INPUT_LAYOUT, "NHWC", "declares input layout 'NHWC'"),
+    ],
+)
+def test_bad_metadata_is_refused(exported_props, tmp_path, key, value, message):
+    props = dict(exported_props)
+    if value is None:
+        del props[key]
+    else:
+        props[key] = value
+    path = _tiny_model(tmp_path / "bad.onnx", props)
+    with pytest.raises(MetadataError, match=message):
+        Predictor(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (meta.KEY_CLASS_NAMES, json.dumps(list(CLASS_NAMES[:9])), r"names 9 classes, but the graph's output has shape \[N, 10\]"),
+        (meta.KEY_IMAGE_SIZE, "64", r"describes NCHW float32 input of 64x64 images, but .*\[N, 3, 32, 32\]"),
+        (meta.KEY_INPUT_LAYOUT, "NHWC_UINT8", r"describes NHWC uint8 input of 32x32 images, but .*\[N, 3, 32, 32\]"),
+    ],
+)
+def test_metadata_that_contradicts_the_graph_is_refused_at_load(exported_props, tmp_path, key, value, message):
+    path = _tiny_model(tmp_path / "contradicting.onnx", {**exported_props, key: value})
+    with pytest.raises(MetadataError, match=message):
+        Predictor(path)
+
+
+def test_read_metadata_matches_the_predictor_and_refuses_garbage(predictor, onnx_model, tmp_path):
+    from resnet_edge.runtime.session import read_metadata
+
+    assert read_metadata(onnx_model) == predictor.metadata
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x08\x07garbage")
+    with pytest.raises(MetadataError, match="cannot load .*garbage.onnx as an ONNX model"):
+        read_metadata(garbage)
+
+
+def test_normalize_refuses_anything_but_uint8_nhwc(images):
+    expected = ((images / 255.0 - np.array(MEAN)) / np.array(STD)).transpose(0, 3, 1, 2)
+    assert np.allclose(normalize(images, MEAN, STD), expected, atol=1e-5)
+    for bad in (images.astype(np.float32), images[0], images[..., :2]):
+        with pytest.raises(ValueError, match=r"normalize expects uint8 images of shape \(N, H, W, 3\)"):
+            normalize(bad, MEAN, STD)
+
+
+@pytest.mark.parametrize("options", [{"iters": 0}, {"warmup": -1}, {"duration": 0}, {"duration": -1.0}])
+def test_bad_latency_arguments(predictor, options):
+    with pytest.raises(ValueError, match="need batch_size >= 1, iters >= 1, warmup >= 0 and duration > 0"):
+        measure_latency(predictor, **options)
+
+
+def test_latency_for_a_duration(predictor):
+    stats = measure_latency(predictor, warmup=0, duration=0.05)
+    assert stats.iters >= 1 and stats.batch_size == 1 and stats.images_per_second > 0
+
+
+def test_cache_problems_never_stop_the_predictor(onnx_model, images, predictor, tmp_path):
+    expected = predictor.predict(images).probabilities
+    cache = tmp_path / "cache"
+    assert not Predictor(onnx_model, cache_dir=cache).from_cache
+    (entry,) = cache.iterdir()
+    entry.write_bytes(b"damaged")  # a crash or a full disk
+    rebuilt = Predictor(onnx_model, cache_dir=cache)
+    assert not rebuilt.from_cache
+    assert np.allclose(rebuilt.predict(images).probabilities, expected, atol=1e-5)
+    again = Predictor(onnx_model, cache_dir=cache)
+    assert again.from_cache and [p.name for p in cache.iterdir()] == [entry.name]
+    assert np.allclose(again.predict(images).probabilities, expected, atol=1e-5)
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    uncached = Predictor(onnx_model, cache_dir=blocker / "cache")  # the folder cannot be made
+    assert not uncached.from_cache
+    assert np.allclose(uncached.predict(images).probabilities, expected, atol=1e-5)
+
+    assert not Predictor(onnx_model, optimization="disabled", cache_dir=tmp_path / "unused").from_cache
+    assert not (tmp_path / "unused").exists()  # nothing to save for an unoptimized graph
+
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"this is not onnx")
+    with pytest.raises(MetadataError, match="cannot load .* as an ONNX model"):
+        Predictor(garbage, cache_dir=tmp_path / "garbage-cache")
+    assert list((tmp_path / "garbage-cache").iterdir()) == []  # no temporary file left behind
+
+
+# --- Concurrency and the torch-free runtime ----------------------------------------------------------------------
+
+
+def _in_threads(count, work):
+    """Run ``work(index)`` in ``count`` threads started together; the results by index, re-raising any error."""
+    results, errors = {}, []
+    start = threading.Barrier(count)
+
+    def worker(index: int) -> None:
+        try:
+            start.wait()
+            results[index] = work(index)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["normalized", "raw-input"])
+def test_threads_share_a_chunking_predictor(onnx_model, raw_predictor, images, raw):
+    shared = raw_predictor if raw else Predictor(onnx_model, chunk_size=5)
+    batches = [np.roll(images, k, axis=0) for k in range(4)]
+    expected = [shared.predict(batch, top_k=3) for batch in batches]
+
+    def work(k: int) -> list:
+        return [shared.predict(batches[k], top_k=3) for _ in range(5)]
+
+    results = _in_threads(4, work)
+    for k in range(4):
+        for got in results[k]:
+            assert np.array_equal(got.probabilities, expected[k].probabilities)
+            assert got.top_k_names == expected[k].top_k_names
+
+
+def test_concurrent_starts_share_one_cache_entry(onnx_model, predictor, images, tmp_path):
+    cache = tmp_path / "cache"
+    expected = predictor.predict(images).probabilities
+    results = _in_threads(4, lambda k: Predictor(onnx_model, cache_dir=cache).predict(images).probabilities)
+    assert all(np.allclose(results[k], expected, atol=1e-5) for k in range(4))
+    assert [p.suffix for p in cache.iterdir()] == [".onnx"]  # one entry, no temporary files
+    assert Predictor(onnx_model, cache_dir=cache).from_cache
+
+
+def test_predicting_every_form_never_imports_torch_or_onnx(onnx_model, predictor, images, tmp_path):
+    from PIL import Image
+
+    png, npy = tmp_path / "0.png", tmp_path / "batch.npy"
+    Image.fromarray(images[0]).save(png)
+    np.save(npy, images)
+    code = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        from PIL import Image
+        from resnet_edge.runtime import Predictor, measure_latency
+        predictor = Predictor({str(onnx_model)!r}, threads=1, chunk_size=5, cache_dir={str(tmp_path / "cache")!r})
+        images = np.load({str(npy)!r})
+        for form in (images[0], {str(png)!r}, Image.fromarray(images[0]), [images[0], {str(png)!r}]):
+            predictor.predict(form, top_k=3)
+        predictor.predict(np.zeros((40, 40, 3), np.uint8), resize=True)
+        measure_latency(predictor, warmup=0, iters=1)
+        print(json.dumps(predictor.predict({str(npy)!r}).class_ids.tolist()))
+        assert "torch" not in sys.modules, "torch was imported"
+        assert "onnx" not in sys.modules, "onnx was imported (not a dependency of the runtime)"
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == predictor.predict(images).class_ids.tolist()

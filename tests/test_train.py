@@ -98,6 +98,13 @@ def test_resume_refuses_a_different_schedule(trained_run, sample):
         train(config, *sample, trained_run, resume=True, explicit_options={"epochs"}, **QUIET)
 
 
+def test_resume_refuses_another_training_split(trained_run, sample):
+    train_split, val_split = sample
+    smaller = Split("train", train_split.images[:200], train_split.labels[:200], train_split.source)
+    with pytest.raises(ResnetEdgeError, match="trained on 256 images, this data gives 200"):
+        train(TrainConfig(**TINY_CONFIG), smaller, val_split, trained_run, resume=True, **QUIET)
+
+
 def test_completed_run_resumes_to_nothing(trained_run, sample):
     before = (trained_run / "last.pt").stat().st_mtime_ns
     train(TrainConfig(**TINY_CONFIG), *sample, trained_run, resume=True, **QUIET)

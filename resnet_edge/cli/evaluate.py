@@ -16,7 +16,7 @@ from resnet_edge.evaluate import evaluate_model
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @data_options
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
-              help="test: the 10,000 official test images; val: the 5,000-image hold-out used for model selection.")
+              help="test: the 10,000 official test images; val: the 2,000-image hold-out used for model selection.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--tta", is_flag=True,
               help="Average logits over each image and its mirror (a test-time measurement; exported models never flip).")
