@@ -1,6 +1,6 @@
 """One bench measurement in a process of its own: ``python -m resnet_edge.bench_worker '<json config>'``.
 
-The bench runs every (model, engine, batch size, threads) in a fresh process:
+The bench runs every (model, engine, batch size, threads, streams) in a fresh process:
 engines' thread pools fight when they share one (measured here: onnxruntime's
 batch-1 latency read 11.5 ms beside torch and 3.0 ms alone), and a fresh process
 makes its peak resident memory that configuration's alone. Prints one JSON
@@ -32,7 +32,7 @@ def measure(config: dict[str, Any]) -> dict[str, Any]:
     batch_size, threads = int(config["batch_size"]), config.get("threads")
     metadata = ModelMetadata.from_props(config["metadata"], str(model)) if config.get("metadata") else None
     classify, precision = load_engine(config["engine"], model, batch_size, threads, metadata,
-                                      config.get("predictor_options"))
+                                      config.get("predictor_options"), int(config.get("streams") or 1))
     images = np.random.default_rng(0).integers(0, 256, (batch_size, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     stats = time_calls(lambda: classify(images), batch_size, int(config["warmup"]), int(config["iters"]),
                        config.get("duration"), threads)

@@ -9,12 +9,13 @@ size, fp32 or int8) comes from the model's resnet-edge metadata, so a model and
 its preprocessing travel as one file; a model exported with ``--raw-input``
 normalizes inside the graph and gets raw uint8 pixels. One Predictor may serve
 calls from many threads: onnxruntime's ``InferenceSession.run`` is thread-safe
-and the predictor holds no other mutable state.
+and the predictor's only other state, the thread pool of ``streams``, is too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from resnet_edge.errors import MetadataError
 from resnet_edge.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
 from resnet_edge.runtime.inputs import to_model_batch
 from resnet_edge.runtime.preprocess import normalize
-from resnet_edge.runtime.session import create_session, resolve_providers
+from resnet_edge.runtime.session import create_session, resolve_providers, usable_cores
 
 DEFAULT_CHUNK = 256
 
@@ -87,8 +88,14 @@ class Predictor:
 
     Args:
         model_path: an ONNX file written by ``resnet-edge export`` or ``resnet-edge quantize``.
-        threads: onnxruntime intra-op threads; None lets onnxruntime use every core.
+        threads: onnxruntime intra-op threads per stream; None: every core, or with several streams the
+            cores divided among them.
         chunk_size: images per ``session.run``; bigger batches are split so memory stays bounded.
+        streams: ``session.run`` calls one batch is spread over at the same time (OpenVINO's "CPU streams").
+            With one stream per core (and so one thread each), every core runs whole images and no layer
+            waits for the others to finish its slice: the throughput setting for big batches. Batch-1
+            latency is best with one stream and all threads (the default). ``close()`` (or a ``with``
+            block) ends the streams' threads.
         optimization: onnxruntime graph optimization level: disabled, basic, extended or all.
         providers: onnxruntime execution providers in order of preference; CPU when None.
         cache_dir: a folder for the optimized graph, so the next start skips optimizing (see ``runtime.session``).
@@ -96,6 +103,7 @@ class Predictor:
     """
 
     def __init__(self, model_path: str | Path, threads: int | None = None, chunk_size: int = DEFAULT_CHUNK, *,
+                 streams: int = 1,
                  optimization: str = "all", providers: Sequence[str] | None = None,
                  cache_dir: str | Path | None = None, session_config: Mapping[str, str] | None = None) -> None:
         self.model_path = Path(model_path)
@@ -103,8 +111,12 @@ class Predictor:
             raise ValueError(f"threads must be an integer of at least 1 (or None for all cores), got {threads!r}")
         if not _is_int(chunk_size) or chunk_size < 1:
             raise ValueError(f"chunk_size must be an integer of at least 1, got {chunk_size!r}")
+        if not _is_int(streams) or streams < 1:
+            raise ValueError(f"streams must be an integer of at least 1, got {streams!r}")
         if not self.model_path.is_file():
             raise FileNotFoundError(f"model not found: {self.model_path}")
+        if threads is None and streams > 1:  # concurrent runs share the intra-op pool: don't oversubscribe
+            threads = max(1, usable_cores() // streams)
         self.providers = resolve_providers(providers)
         try:
             self.session, self.from_cache = create_session(
@@ -125,6 +137,10 @@ class Predictor:
             )
         self._check_graph_matches_metadata()
         self.chunk_size = chunk_size
+        self.streams = streams
+        # onnxruntime releases the GIL inside run(), so Python threads are enough to run streams in parallel;
+        # the executor starts its threads on first use only.
+        self._pool = ThreadPoolExecutor(streams, thread_name_prefix="resnet-edge-stream") if streams > 1 else None
         self.threads = threads
         self.optimization = optimization
 
@@ -132,14 +148,17 @@ class Predictor:
         """Refuse metadata that contradicts the graph now, not with an onnxruntime error at the first call."""
         size, classes = self.metadata.image_size, len(self.metadata.class_names)
         expected_input = [size, size, 3] if self.metadata.raw_input else [3, size, size]
-        graph_input = self.session.get_inputs()[0].shape[1:]
+        expected_type = "tensor(uint8)" if self.metadata.raw_input else "tensor(float)"
+        graph_input = self.session.get_inputs()[0]
+        dims = graph_input.shape[1:]
         output = next(o for o in self.session.get_outputs() if o.name == OUTPUT_NAME).shape[1:]
         # Symbolic dimensions (strings) are checked by onnxruntime at run time; only fixed ones can contradict.
-        if len(graph_input) != 3 or any(isinstance(g, int) and g != e for g, e in zip(graph_input, expected_input)):
+        if (graph_input.type != expected_type or len(dims) != 3
+                or any(isinstance(g, int) and g != e for g, e in zip(dims, expected_input))):
             layout = "NHWC uint8" if self.metadata.raw_input else "NCHW float32"
             raise MetadataError(
                 f"{self.model_path}: its metadata describes {layout} input of {size}x{size} images, "
-                f"but the graph's input has shape [N, {', '.join(map(str, graph_input))}]"
+                f"but the graph's input is {graph_input.type} of shape [N, {', '.join(map(str, dims))}]"
             )
         if len(output) != 1 or (isinstance(output[0], int) and output[0] != classes):
             raise MetadataError(
@@ -180,11 +199,29 @@ class Predictor:
     def logits(self, images: Any, resize: bool = False) -> np.ndarray:
         """Raw float32 logits ``(N, classes)`` for any accepted input form."""
         batch = self.preprocess(images, resize)
-        outputs = [
-            self.session.run([OUTPUT_NAME], {INPUT_NAME: batch[start : start + self.chunk_size]})[0]
-            for start in range(0, len(batch), self.chunk_size)
-        ]
+        # Equal chunks of at most chunk_size, as many as a multiple of streams, so no stream idles at the end.
+        rounds = -(-len(batch) // (self.streams * self.chunk_size))
+        chunks = np.array_split(batch, min(len(batch), self.streams * rounds))
+        if self._pool is None or len(chunks) == 1:
+            outputs = [self._run(chunk) for chunk in chunks]
+        else:
+            outputs = list(self._pool.map(self._run, chunks))  # map keeps input order
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def _run(self, chunk: np.ndarray) -> np.ndarray:
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: chunk})[0]
+
+    def close(self) -> None:
+        """End the streams' threads; the predictor still works afterwards, one chunk at a time."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def predict(self, images: Any, top_k: int = 1, resize: bool = False) -> Predictions:
         """Class ids, names and probabilities (top-k) for any accepted input form, in input order."""

@@ -35,6 +35,14 @@ DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 _QUIET = 3  # onnxruntime's log severity "error": its warning about hardware-specific saved graphs is the point here
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity masks
+        return os.cpu_count() or 1
+
+
 def resolve_providers(providers: Sequence[str] | None) -> list[str]:
     """``providers`` checked against what this onnxruntime build offers (CPU when None)."""
     wanted = list(DEFAULT_PROVIDERS if providers is None else providers)

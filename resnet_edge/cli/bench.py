@@ -1,4 +1,4 @@
-"""``resnet-edge bench``: latency, throughput and memory of models across engines, batch sizes and threads."""
+"""``resnet-edge bench``: latency, throughput and memory of models across engines, batch sizes, threads, streams."""
 
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ def _engine_list(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="Batch sizes, comma-separated (e.g. 1,8,64).")
 @click.option("--threads", "thread_counts", default=None, callback=_int_list,
               help="Intra-op thread counts, comma-separated (e.g. 1,2). [default: all cores]")
+@click.option("--streams", "stream_counts", default="1", show_default=True, callback=_int_list,
+              help="Concurrent inferences a batch is split over, comma-separated (e.g. 1,2); --threads then counts "
+                   "per stream. One stream per core with --threads 1 is the throughput setting for big batches.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls first.")
 @click.option("--iters", type=click.IntRange(min=1), default=100, show_default=True, help="Timed calls.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -55,23 +58,24 @@ def _engine_list(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="Also write the results as JSON to this file.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also draw p50 latency and throughput to this PNG (needs the [report] extra).")
-def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[int | None], warmup: int,
-          iters: int, duration: float | None, engines: list[str] | None, as_json: bool, save: Path | None,
-          plot: Path | None) -> None:
+def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[int | None],
+          stream_counts: list[int], warmup: int, iters: int, duration: float | None, engines: list[str] | None,
+          as_json: bool, save: Path | None, plot: Path | None) -> None:
     """Time end-to-end inference of MODELS: uint8 images in, probabilities out.
 
     Each model runs on every --engine that takes its file type (torch: .pt;
     onnxruntime, openvino: .onnx).
 
-    Each model × engine × batch size × thread count runs in a fresh process
+    Each model × engine × batch size × thread count × stream count runs in a fresh process
     (engines' thread pools would otherwise fight), and reports p50/p90/p99/mean/min
     latency per call, images/s, the model file's size and the process's peak
     resident memory. Ratios compare each row with the first model's row of the
-    same batch size and threads (p50 ratio below 1 = faster).
+    same batch size, threads and streams (p50 ratio below 1 = faster).
 
     \b
     resnet-edge bench r18.onnx r18.int8.onnx --batch-size 1,64
     resnet-edge bench r18.int8.onnx --engine onnxruntime,openvino --threads 1,2
+    resnet-edge bench r18.int8.onnx --batch-size 64 --threads 1 --streams 2
     resnet-edge bench best.pt r18.onnx r18.int8.onnx --save bench.json --plot bench.png
     """
     jobs = []
@@ -88,15 +92,20 @@ def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[
 
         require("matplotlib", "report", "--plot")
     results = []
+    torch_models = [model.name for model, engine in jobs if engine == "torch"]
+    if max(stream_counts) > 1 and torch_models:
+        raise click.UsageError(f"--streams {','.join(map(str, stream_counts))}: streams apply to the onnxruntime and "
+                               f"openvino engines; {', '.join(torch_models)} would run on torch (bench it separately)")
     for model, engine in jobs:
         for batch_size in batch_sizes:
             for threads in thread_counts:
-                config = {"model": str(model), "engine": engine, "batch_size": batch_size, "threads": threads,
-                          "warmup": warmup, "iters": iters, "duration": duration}
-                if not as_json:
-                    click.echo(f"  {model.name} · {engine} · batch {batch_size} · threads {threads or 'all'} ...",
-                               err=True)
-                results.append({**config, "size_bytes": model.stat().st_size, **run_in_subprocess(config)})
+                for streams in stream_counts:
+                    config = {"model": str(model), "engine": engine, "batch_size": batch_size, "threads": threads,
+                              "streams": streams, "warmup": warmup, "iters": iters, "duration": duration}
+                    if not as_json:
+                        click.echo(f"  {model.name} · {engine} · batch {batch_size} · threads {threads or 'all'}"
+                                   f" · streams {streams} ...", err=True)
+                    results.append({**config, "size_bytes": model.stat().st_size, **run_in_subprocess(config)})
     _add_ratios(results)
     report = {"results": results}
     if save is not None:
@@ -107,25 +116,26 @@ def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[
         click.echo(json.dumps(report, indent=2))
         return
     rows = [
-        (Path(r["model"]).name, r["engine"], r["precision"], r["batch_size"], r["threads"] or "all",
+        (Path(r["model"]).name, r["engine"], r["precision"], r["batch_size"], r["threads"] or "all", r["streams"],
          f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f}", f"{r['min_ms']:.3f}",
          f"{r['images_per_second']:.1f}", f"{r['size_bytes'] / 1e6:.1f}", f"{r['peak_rss_mb']:.0f}",
          f"{r['p50_ratio']:.2f}×")
         for r in results
     ]
-    click.echo(format_table(["model", "engine", "precision", "batch", "threads", "p50 ms", "p90 ms", "p99 ms",
-                             "mean ms", "min ms", "images/s", "MB", "peak RSS MB", "p50 vs first"], rows))
+    click.echo(format_table(["model", "engine", "precision", "batch", "threads", "streams", "p50 ms", "p90 ms",
+                             "p99 ms", "mean ms", "min ms", "images/s", "MB", "peak RSS MB", "p50 vs first"], rows))
     extras = [f"wrote {path}" for path in (save, plot) if path is not None]
     for line in extras:
         click.echo(line)
 
 
 def _add_ratios(results: list[dict[str, Any]]) -> None:
-    """p50 and throughput of each row relative to the first model's row with the same batch size and threads."""
+    """p50 and throughput of each row relative to the first model's row with the same batch, threads and streams."""
     first = results[0]["model"], results[0]["engine"]
-    baseline = {(r["batch_size"], r["threads"]): r for r in results if (r["model"], r["engine"]) == first}
+    baseline = {(r["batch_size"], r["threads"], r["streams"]): r for r in results
+                if (r["model"], r["engine"]) == first}
     for r in results:
-        base = baseline[(r["batch_size"], r["threads"])]
+        base = baseline[(r["batch_size"], r["threads"], r["streams"])]
         r["p50_ratio"] = r["p50_ms"] / base["p50_ms"]
         r["throughput_ratio"] = r["images_per_second"] / base["images_per_second"]
 
@@ -139,17 +149,17 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = list(dict.fromkeys(f"{Path(r['model']).name} · {r['engine']}" for r in results))
-    configs = sorted({(r["batch_size"], r["threads"] or 0) for r in results})
+    configs = sorted({(r["batch_size"], r["threads"] or 0, r["streams"]) for r in results})
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     width = 0.8 / max(1, len(labels))
     for index, label in enumerate(labels):
-        rows = {(r["batch_size"], r["threads"] or 0): r for r in results
+        rows = {(r["batch_size"], r["threads"] or 0, r["streams"]): r for r in results
                 if f"{Path(r['model']).name} · {r['engine']}" == label}
         xs = [i + index * width for i in range(len(configs))]
         axes[0].bar(xs, [rows[c]["p50_ms"] if c in rows else 0 for c in configs], width, label=label)
         axes[1].bar(xs, [rows[c]["images_per_second"] if c in rows else 0 for c in configs], width, label=label)
     ticks = [i + 0.4 - width / 2 for i in range(len(configs))]
-    names = [f"batch {b}\n{t or 'all'} threads" for b, t in configs]
+    names = [f"batch {b}\n{t or 'all'} threads" + (f", {s} streams" if s > 1 else "") for b, t, s in configs]
     for axis, title in zip(axes, ("p50 latency per call (ms, lower is better)", "throughput (images/s)")):
         axis.set_xticks(ticks, names)
         axis.set_title(title)
