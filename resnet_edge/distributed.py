@@ -55,6 +55,8 @@ def start(ranks: Ranks, device: torch.device) -> bool:
 def stop(started: bool) -> None:
     """Leave the process group, if ``start`` created it (a caller's own group stays)."""
     if started and dist.is_initialized():
+        # Leave together: a rank that tears gloo down while another still reads from it can abort at exit.
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -52,8 +52,8 @@ def test_full_test_set(full_test):
 
 def test_validation_hold_out_is_balanced_disjoint_and_deterministic(full_data_dir, full_train):
     train, val = load_train_val(full_data_dir)
-    assert len(train) == 45_000 and len(val) == 5_000
-    assert np.bincount(val.labels).tolist() == [500] * 10
+    assert len(train) == 48_000 and len(val) == 2_000
+    assert np.bincount(val.labels).tolist() == [200] * 10
     # Together they are exactly the training set, each image once.
     together = np.concatenate([train.images, val.images]).reshape(50_000, -1)
     assert len(np.unique(together, axis=0)) == 50_000
