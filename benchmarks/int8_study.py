@@ -61,14 +61,13 @@ def build_models(work: Path, data_dir: str | None) -> dict[str, Path]:
         pre[raw] = work / f"pre_{name.replace(' ', '_')}.onnx"
         preprocess(models[name], pre[raw])
     default, _ = settings_for_cpu(cpu_int8_support())
-    adds = {raw: tuple(node.name for node in onnx.load(str(path)).graph.node if node.op_type == "Add")
-            for raw, path in pre.items()}
+    adds = tuple(node.name for node in onnx.load(str(pre[False])).graph.node if node.op_type == "Add")
     per_tensor = replace(default, per_channel=False)
     variants = {  # name: (raw-input graph?, settings)
         "int8": (False, default),
         "int8 per-tensor": (False, per_tensor),
         "int8 int8-activations": (False, replace(default, activation_type="int8")),
-        "int8 Adds in fp32": (False, default.with_fp32_nodes(adds[False])),
+        "int8 Adds in fp32": (False, default.with_fp32_nodes(adds)),
         "int8 raw-input": (True, default),
         "int8 raw-input, per-tensor": (True, per_tensor),
     }

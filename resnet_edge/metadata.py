@@ -73,6 +73,14 @@ class ModelMetadata:
         """Whether the model takes uint8 pixels and normalizes them itself (exported with ``--raw-input``)."""
         return self.input_layout == RAW_INPUT_LAYOUT
 
+    @property
+    def input_spec(self) -> tuple[str, list[int], str]:
+        """The input this metadata describes: onnxruntime's type name, per-image dims, and a short description."""
+        size = self.image_size
+        if self.raw_input:
+            return "tensor(uint8)", [size, size, 3], "NHWC uint8"
+        return "tensor(float)", [3, size, size], "NCHW float32"
+
     def to_props(self) -> dict[str, str]:
         props = {
             KEY_METADATA_VERSION: METADATA_VERSION,

@@ -73,8 +73,10 @@ class Predictions:
         ]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+def _check_count(name: str, value: Any, alternative: str = "") -> None:
+    """Refuse anything but an integer of at least 1 (bools are not counts)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer of at least 1{alternative}, got {value!r}")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -107,12 +109,10 @@ class Predictor:
                  optimization: str = "all", providers: Sequence[str] | None = None,
                  cache_dir: str | Path | None = None, session_config: Mapping[str, str] | None = None) -> None:
         self.model_path = Path(model_path)
-        if threads is not None and (not _is_int(threads) or threads < 1):
-            raise ValueError(f"threads must be an integer of at least 1 (or None for all cores), got {threads!r}")
-        if not _is_int(chunk_size) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be an integer of at least 1, got {chunk_size!r}")
-        if not _is_int(streams) or streams < 1:
-            raise ValueError(f"streams must be an integer of at least 1, got {streams!r}")
+        if threads is not None:
+            _check_count("threads", threads, " (or None for all cores)")
+        _check_count("chunk_size", chunk_size)
+        _check_count("streams", streams)
         if not self.model_path.is_file():
             raise FileNotFoundError(f"model not found: {self.model_path}")
         if threads is None and streams > 1:  # concurrent runs share the intra-op pool: don't oversubscribe
@@ -147,15 +147,13 @@ class Predictor:
     def _check_graph_matches_metadata(self) -> None:
         """Refuse metadata that contradicts the graph now, not with an onnxruntime error at the first call."""
         size, classes = self.metadata.image_size, len(self.metadata.class_names)
-        expected_input = [size, size, 3] if self.metadata.raw_input else [3, size, size]
-        expected_type = "tensor(uint8)" if self.metadata.raw_input else "tensor(float)"
+        expected_type, expected_dims, layout = self.metadata.input_spec
         graph_input = self.session.get_inputs()[0]
         dims = graph_input.shape[1:]
         output = next(o for o in self.session.get_outputs() if o.name == OUTPUT_NAME).shape[1:]
         # Symbolic dimensions (strings) are checked by onnxruntime at run time; only fixed ones can contradict.
         if (graph_input.type != expected_type or len(dims) != 3
-                or any(isinstance(g, int) and g != e for g, e in zip(dims, expected_input))):
-            layout = "NHWC uint8" if self.metadata.raw_input else "NCHW float32"
+                or any(isinstance(g, int) and g != e for g, e in zip(dims, expected_dims))):
             raise MetadataError(
                 f"{self.model_path}: its metadata describes {layout} input of {size}x{size} images, "
                 f"but the graph's input is {graph_input.type} of shape [N, {', '.join(map(str, dims))}]"
