@@ -22,7 +22,11 @@ median of each is kept, so a burst of background load does not decide a ratio.
     python benchmarks/runtime_latency.py [--data-dir D] [--iters 300] [--json]
 
 OpenVINO rows need ``pip install 'resnet-edge[openvino]'``; without it they are
-left out and said so. A run takes about 5 minutes on 2 cores.
+left out and said so. Where onnxruntime offers the OpenVINO execution provider
+(the ``onnxruntime-openvino`` build, installed in place of ``onnxruntime``), the
+two int8 files also run through the ``Predictor`` on it, and the ratios are
+printed twice: over all onnxruntime rows, then over the CPU provider's alone.
+A run takes about 5 minutes on 2 cores (7 with the execution provider's rows).
 """
 
 from __future__ import annotations
@@ -36,16 +40,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import onnxruntime as ort
+
 from resnet_edge.bench_worker import run_in_subprocess
 from resnet_edge.calibration import CifarCalibrationReader
 from resnet_edge.data import DATA_ENV_VAR, load_sample, load_train_val
 from resnet_edge.export import export_onnx
 from resnet_edge.export.quantize import quantize_onnx
 from resnet_edge.reference import reference_checkpoint
-from resnet_edge.runtime.session import usable_cores
+from resnet_edge.runtime.session import DEFAULT_PROVIDERS, usable_cores
 
 TARGETS = {"int8_vs_torch_fp32": 0.10, "int8_vs_openvino_int8": 1.0, "batch64_vs_openvino_int8": 1.0}
 RAW_PER_TENSOR = "int8 raw-input per-tensor"
+CPU, OPENVINO_EP = DEFAULT_PROVIDERS[0], "OpenVINOExecutionProvider"
 
 
 def log(line: str) -> None:
@@ -71,25 +78,31 @@ def prepare(work: Path, data_dir: str | None) -> dict[str, Path]:
 
 
 def plan(models: dict[str, Path], iters: int) -> list[dict[str, Any]]:
-    """(name, model, engine, batch size, threads, streams) rows; batch 64 also in throughput mode."""
+    """(name, model, engine, provider, batch size, threads, streams) rows; batch 64 also in throughput mode."""
     cores = usable_cores()
-    engines = [("torch fp32", "pt", "torch"), ("onnxruntime fp32", "fp32", "onnxruntime"),
-               ("onnxruntime int8", "int8", "onnxruntime"),
-               (f"onnxruntime {RAW_PER_TENSOR}", RAW_PER_TENSOR, "onnxruntime")]
+    engines = [("torch fp32", "pt", "torch", None), ("onnxruntime fp32", "fp32", "onnxruntime", CPU),
+               ("onnxruntime int8", "int8", "onnxruntime", CPU),
+               (f"onnxruntime {RAW_PER_TENSOR}", RAW_PER_TENSOR, "onnxruntime", CPU)]
+    if OPENVINO_EP in ort.get_available_providers():
+        engines += [("onnxruntime int8, OpenVINO EP", "int8", "onnxruntime", OPENVINO_EP),
+                    (f"onnxruntime {RAW_PER_TENSOR}, OpenVINO EP", RAW_PER_TENSOR, "onnxruntime", OPENVINO_EP)]
+    else:
+        log("this onnxruntime has no OpenVINO execution provider: its rows are left out "
+            "(pip install onnxruntime-openvino in place of onnxruntime)")
     if importlib.util.find_spec("openvino") is not None:
-        engines += [("openvino fp32", "fp32", "openvino"), ("openvino int8", "int8", "openvino"),
-                    (f"openvino {RAW_PER_TENSOR}", RAW_PER_TENSOR, "openvino")]
+        engines += [("openvino fp32", "fp32", "openvino", None), ("openvino int8", "int8", "openvino", None),
+                    (f"openvino {RAW_PER_TENSOR}", RAW_PER_TENSOR, "openvino", None)]
     else:
         log("openvino is not installed: its rows are left out (pip install 'resnet-edge[openvino]')")
     rows = []
-    for name, key, engine in engines:
-        rows.append((name, key, engine, 1, None, 1))
-        rows.append((name, key, engine, 64, None, 1))
+    for name, key, engine, provider in engines:
+        rows.append((name, key, engine, provider, 1, None, 1))
+        rows.append((name, key, engine, provider, 64, None, 1))
         if engine != "torch" and cores > 1:
-            rows.append((f"{name}, {cores} streams", key, engine, 64, 1, cores))
-    return [{"name": name, "model": str(models[key]), "engine": engine, "batch_size": batch, "threads": threads,
-             "streams": streams, "iters": iters if batch == 1 else max(10, iters // 15)}
-            for name, key, engine, batch, threads, streams in rows]
+            rows.append((f"{name}, {cores} streams", key, engine, provider, 64, 1, cores))
+    return [{"name": name, "model": str(models[key]), "engine": engine, "provider": provider, "batch_size": batch,
+             "threads": threads, "streams": streams, "iters": iters if batch == 1 else max(10, iters // 15)}
+            for name, key, engine, provider, batch, threads, streams in rows]
 
 
 def measure(rows: list[dict[str, Any]], threads: int | None) -> list[dict[str, Any]]:
@@ -98,6 +111,8 @@ def measure(rows: list[dict[str, Any]], threads: int | None) -> list[dict[str, A
         for row in (rows if repeat == 0 else rows[::-1]):
             log(f"  {row['name']}, batch {row['batch_size']} (pass {repeat + 1}/2) ...")
             config = {key: row[key] for key in ("model", "engine", "batch_size", "threads", "streams", "iters")}
+            if row["provider"] is not None:
+                config["predictor_options"] = {"providers": [row["provider"]]}
             if threads is not None and row["streams"] == 1:  # throughput rows keep one thread per stream
                 config["threads"] = threads
             result = run_in_subprocess({**config, "warmup": max(5, row["iters"] // 10)})
@@ -107,12 +122,17 @@ def measure(rows: list[dict[str, Any]], threads: int | None) -> list[dict[str, A
     return [best[(row["name"], row["batch_size"])] for row in rows]
 
 
-def ratios(results: list[dict[str, Any]]) -> tuple[dict[str, float], dict[int, tuple[str, str | None]]]:
-    """The target ratios, and which rows each batch size compared (ours, OpenVINO's)."""
+def ratios(results: list[dict[str, Any]], provider: str | None = None
+           ) -> tuple[dict[str, float], dict[int, tuple[str, str | None]]]:
+    """The target ratios, and which rows each batch size compared (ours, OpenVINO's).
+
+    Ours are the onnxruntime rows, on any execution provider or only on ``provider``.
+    """
     def fastest(engine: str, precision: str, batch: int) -> dict[str, Any] | None:
-        """An engine's fastest row for ``precision`` at ``batch``, over its files and modes."""
+        """An engine's fastest row for ``precision`` at ``batch``, over its files, modes and providers."""
         rows = [r for r in results
-                if (r["engine"], r["precision"], r["batch_size"]) == (engine, precision, batch)]
+                if (r["engine"], r["precision"], r["batch_size"]) == (engine, precision, batch)
+                and (engine != "onnxruntime" or provider in (None, r["provider"]))]
         return max(rows, key=lambda r: r["images_per_second"]) if rows else None
 
     ours = {batch: fastest("onnxruntime", "int8", batch) for batch in (1, 64)}
@@ -127,24 +147,7 @@ def ratios(results: list[dict[str, Any]]) -> tuple[dict[str, float], dict[int, t
     return out, {batch: (ours[batch]["name"], theirs[batch]["name"] if theirs[batch] else None) for batch in (1, 64)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads for every row (default: all)")
-    parser.add_argument("--iters", type=int, default=300, help="timed batch-1 calls per row and pass (default 300)")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="resnet-edge-latency-") as folder:
-        models = prepare(Path(folder), args.data_dir)
-        results = measure(plan(models, args.iters), args.threads)
-    summary, compared = ratios(results)
-    if args.json:
-        print(json.dumps({"results": results, "ratios": summary, "compared": compared}, indent=2))
-        return
-    print(f"{'engine':<46}{'batch':>6}{'p50 ms':>10}{'p90 ms':>10}{'img/s':>10}{'peak RSS MB':>13}")
-    for r in results:
-        print(f"{r['name']:<46}{r['batch_size']:>6}{r['p50_ms']:>10.3f}{r['p90_ms']:>10.3f}"
-              f"{r['images_per_second']:>10.0f}{r['peak_rss_mb']:>13.0f}")
+def print_ratios(summary: dict[str, float], compared: dict[int, tuple[str, str | None]]) -> None:
     for batch, (ours, theirs) in compared.items():
         versus = f" vs OpenVINO's '{theirs}'" if theirs else ""
         print(f"batch {batch}: fastest onnxruntime int8 row '{ours}'{versus}")
@@ -156,6 +159,36 @@ def main() -> None:
         met = value >= target if name.startswith("batch64") else value <= target
         print(f"{name}: {value:.3f} (target {'>=' if name.startswith('batch64') else '<='} {target}): "
               f"{'met' if met else 'NOT MET'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads for every row (default: all)")
+    parser.add_argument("--iters", type=int, default=300, help="timed batch-1 calls per row and pass (default 300)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="resnet-edge-latency-") as folder:
+        models = prepare(Path(folder), args.data_dir)
+        results = measure(plan(models, args.iters), args.threads)
+    summary, compared = ratios(results)
+    # With the OpenVINO EP in the comparison, also show where onnxruntime's own CPU kernels stand.
+    with_ep = any(r["provider"] not in (None, CPU) for r in results)
+    on_cpu = ratios(results, CPU) if with_ep else None
+    if args.json:
+        report = {"results": results, "ratios": summary, "compared": compared}
+        if on_cpu is not None:
+            report["cpu_provider"] = {"ratios": on_cpu[0], "compared": on_cpu[1]}
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{'engine':<46}{'batch':>6}{'p50 ms':>10}{'p90 ms':>10}{'img/s':>10}{'peak RSS MB':>13}")
+    for r in results:
+        print(f"{r['name']:<46}{r['batch_size']:>6}{r['p50_ms']:>10.3f}{r['p90_ms']:>10.3f}"
+              f"{r['images_per_second']:>10.0f}{r['peak_rss_mb']:>13.0f}")
+    print_ratios(summary, compared)
+    if on_cpu is not None:
+        print("on onnxruntime's CPU execution provider alone:")
+        print_ratios(*on_cpu)
 
 
 if __name__ == "__main__":

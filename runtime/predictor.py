@@ -99,7 +99,8 @@ class Predictor:
             latency is best with one stream and all threads (the default). ``close()`` (or a ``with``
             block) ends the streams' threads.
         optimization: onnxruntime graph optimization level: disabled, basic, extended or all.
-        providers: onnxruntime execution providers in order of preference; CPU when None.
+        providers: onnxruntime execution providers in order of preference, by onnxruntime's names or without
+            their ``ExecutionProvider`` suffix (``"OpenVINO"``); CPU when None.
         cache_dir: a folder for the optimized graph, so the next start skips optimizing (see ``runtime.session``).
         session_config: onnxruntime session config entries, e.g. ``{"session.intra_op.allow_spinning": "0"}``.
     """

@@ -32,6 +32,7 @@ OPTIMIZATION_LEVELS = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+_PROVIDER_SUFFIX = "ExecutionProvider"
 _QUIET = 3  # onnxruntime's log severity "error": its warning about hardware-specific saved graphs is the point here
 
 
@@ -44,16 +45,27 @@ def usable_cores() -> int:
 
 
 def resolve_providers(providers: Sequence[str] | None) -> list[str]:
-    """``providers`` checked against what this onnxruntime build offers (CPU when None)."""
+    """``providers`` checked against what this onnxruntime build offers (CPU when None), as onnxruntime names them.
+
+    A name may drop the ``ExecutionProvider`` suffix and ignore case: ``openvino`` is ``OpenVINOExecutionProvider``.
+    """
     wanted = list(DEFAULT_PROVIDERS if providers is None else providers)
     available = ort.get_available_providers()
-    missing = [name for name in wanted if name not in available]
+    by_name = {}
+    for name in available:
+        by_name[name.lower()] = by_name[name.lower().removesuffix(_PROVIDER_SUFFIX.lower())] = name
+    missing = [name for name in wanted if str(name).lower() not in by_name]
     if missing or not wanted:
         raise ValueError(
-            f"execution provider(s) {', '.join(missing) or '(none given)'} not available in this onnxruntime; "
-            f"available: {', '.join(available)}"
+            f"execution provider(s) {', '.join(map(str, missing)) or '(none given)'} not available in this "
+            f"onnxruntime; available: {', '.join(available)}"
         )
-    return wanted
+    return [by_name[name.lower()] for name in wanted]
+
+
+def short_provider_name(provider: str) -> str:
+    """``OpenVINOExecutionProvider`` → ``OpenVINO``."""
+    return provider.removesuffix(_PROVIDER_SUFFIX)
 
 
 def session_options(threads: int | None, optimization: str,

@@ -125,6 +125,7 @@ def test_session_options_providers_and_cache(onnx_model, images, tmp_path):
         Predictor(onnx_model, optimization="fast")
     with pytest.raises(ValueError, match="NoSuchExecutionProvider not available.*available: .*CPUExecutionProvider"):
         Predictor(onnx_model, providers=["NoSuchExecutionProvider"])
+    assert Predictor(onnx_model, providers=["cpu"]).providers == ["CPUExecutionProvider"]  # short names, any case
 
     first = Predictor(onnx_model, cache_dir=tmp_path / "cache")
     second = Predictor(onnx_model, cache_dir=tmp_path / "cache")
@@ -306,6 +307,28 @@ def test_bench_measures_streams_and_refuses_them_for_torch(onnx_model, trained_r
     assert rows[1]["p50_ratio"] == 1.0  # each streams setting is its own baseline
     refused = CliRunner().invoke(main, ["bench", str(trained_run / "best.pt"), "--streams", "2"])
     assert refused.exit_code == 2 and "--streams 2: streams apply to the onnxruntime and openvino" in refused.output
+
+
+def test_bench_measures_each_execution_provider_in_rows_of_its_own(onnx_model, trained_run):
+    import json
+
+    from click.testing import CliRunner
+
+    from resnet_edge.cli import main
+    from resnet_edge.cli.bench import engine_label
+
+    result = CliRunner().invoke(main, ["bench", str(onnx_model), str(trained_run / "best.pt"), "--providers",
+                                       "CPU,cpuexecutionprovider", "--iters", "3", "--warmup", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["results"]
+    assert [(r["engine"], r.get("provider")) for r in rows] == \
+        [("onnxruntime", "CPUExecutionProvider"), ("torch", None)]  # one provider by two names: measured once
+    assert [engine_label(r) for r in rows] == ["onnxruntime", "torch"]
+    assert engine_label({"engine": "onnxruntime", "provider": "OpenVINOExecutionProvider"}) == \
+        "onnxruntime (OpenVINO EP)"
+    refused = CliRunner().invoke(main, ["bench", str(onnx_model), "--providers", "CPU,NoSuch"])
+    assert refused.exit_code == 2
+    assert "NoSuch not available in this onnxruntime; available: " in refused.output
 
 
 # --- Input forms not covered above -------------------------------------------------------------------------------

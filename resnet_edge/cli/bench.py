@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from resnet_edge.cli.options import json_option
 from resnet_edge.cli.table import format_table
 from resnet_edge.engines import ENGINES, check_engine, default_engine, runs
 from resnet_edge.files import atomic_write_bytes
+from resnet_edge.runtime.session import DEFAULT_PROVIDERS, resolve_providers, short_provider_name
 
 
 def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int | None]:
@@ -38,6 +40,24 @@ def _engine_list(ctx: click.Context, param: click.Parameter, value: str | None) 
     return engines
 
 
+def _provider_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    try:
+        names = resolve_providers([part.strip() for part in value.split(",") if part.strip()])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return list(dict.fromkeys(names))  # CPU and CPUExecutionProvider are one provider, measured once
+
+
+def engine_label(result: dict[str, Any]) -> str:
+    """``onnxruntime``, or ``onnxruntime (OpenVINO EP)`` on another execution provider than the CPU one."""
+    provider = result.get("provider")
+    if provider is None or provider in DEFAULT_PROVIDERS:
+        return result["engine"]
+    return f"{result['engine']} ({short_provider_name(provider)} EP)"
+
+
 @click.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--batch-size", "batch_sizes", default="1", show_default=True, callback=_int_list,
@@ -53,6 +73,9 @@ def _engine_list(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="Time calls for this many seconds instead of --iters.")
 @click.option("--engine", "engines", default=None, callback=_engine_list,
               help=f"Engines, comma-separated: {', '.join(ENGINES)}. [default: torch for .pt, onnxruntime for .onnx]")
+@click.option("--providers", default=None, callback=_provider_list,
+              help="onnxruntime execution providers, comma-separated, each measured in rows of its own (e.g. "
+                   "CPU,OpenVINO; the suffix ExecutionProvider may be left out). [default: CPU]")
 @json_option
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results as JSON to this file.")
@@ -60,11 +83,11 @@ def _engine_list(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="Also draw p50 latency and throughput to this PNG (needs the [report] extra).")
 def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[int | None],
           stream_counts: list[int], warmup: int, iters: int, duration: float | None, engines: list[str] | None,
-          as_json: bool, save: Path | None, plot: Path | None) -> None:
+          providers: list[str] | None, as_json: bool, save: Path | None, plot: Path | None) -> None:
     """Time end-to-end inference of MODELS: uint8 images in, probabilities out.
 
     Each model runs on every --engine that takes its file type (torch: .pt;
-    onnxruntime, openvino: .onnx).
+    onnxruntime, openvino: .onnx), and onnxruntime on every one of --providers.
 
     Each model × engine × batch size × thread count × stream count runs in a fresh process
     (engines' thread pools would otherwise fight), and reports p50/p90/p99/mean/min
@@ -76,6 +99,7 @@ def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[
     resnet-edge bench r18.onnx r18.int8.onnx --batch-size 1,64
     resnet-edge bench r18.int8.onnx --engine onnxruntime,openvino --threads 1,2
     resnet-edge bench r18.int8.onnx --batch-size 64 --threads 1 --streams 2
+    resnet-edge bench r18.int8.onnx --engine onnxruntime,openvino --providers CPU,OpenVINO
     resnet-edge bench best.pt r18.onnx r18.int8.onnx --save bench.json --plot bench.png
     """
     jobs = []
@@ -97,15 +121,18 @@ def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[
         raise click.UsageError(f"--streams {','.join(map(str, stream_counts))}: streams apply to the onnxruntime and "
                                f"openvino engines; {', '.join(torch_models)} would run on torch (bench it separately)")
     for model, engine in jobs:
-        for batch_size in batch_sizes:
-            for threads in thread_counts:
-                for streams in stream_counts:
-                    config = {"model": str(model), "engine": engine, "batch_size": batch_size, "threads": threads,
-                              "streams": streams, "warmup": warmup, "iters": iters, "duration": duration}
-                    if not as_json:
-                        click.echo(f"  {model.name} · {engine} · batch {batch_size} · threads {threads or 'all'}"
-                                   f" · streams {streams} ...", err=True)
-                    results.append({**config, "size_bytes": model.stat().st_size, **run_in_subprocess(config)})
+        engine_providers = (providers or [None]) if engine == "onnxruntime" else [None]
+        for provider, batch_size, threads, streams in product(engine_providers, batch_sizes, thread_counts,
+                                                              stream_counts):
+            config = {"model": str(model), "engine": engine, "batch_size": batch_size, "threads": threads,
+                      "streams": streams, "warmup": warmup, "iters": iters, "duration": duration}
+            if engine == "onnxruntime":
+                config["provider"] = provider or DEFAULT_PROVIDERS[0]
+                config["predictor_options"] = {"providers": [config["provider"]]}
+            if not as_json:
+                click.echo(f"  {model.name} · {engine_label(config)} · batch {batch_size} · threads "
+                           f"{threads or 'all'} · streams {streams} ...", err=True)
+            results.append({**config, "size_bytes": model.stat().st_size, **run_in_subprocess(config)})
     _add_ratios(results)
     report = {"results": results}
     if save is not None:
@@ -116,7 +143,7 @@ def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[
         click.echo(json.dumps(report, indent=2))
         return
     rows = [
-        (Path(r["model"]).name, r["engine"], r["precision"], r["batch_size"], r["threads"] or "all", r["streams"],
+        (Path(r["model"]).name, engine_label(r), r["precision"], r["batch_size"], r["threads"] or "all", r["streams"],
          f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f}", f"{r['min_ms']:.3f}",
          f"{r['images_per_second']:.1f}", f"{r['size_bytes'] / 1e6:.1f}", f"{r['peak_rss_mb']:.0f}",
          f"{r['p50_ratio']:.2f}×")
@@ -131,9 +158,9 @@ def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[
 
 def _add_ratios(results: list[dict[str, Any]]) -> None:
     """p50 and throughput of each row relative to the first model's row with the same batch, threads and streams."""
-    first = results[0]["model"], results[0]["engine"]
+    first = results[0]["model"], engine_label(results[0])
     baseline = {(r["batch_size"], r["threads"], r["streams"]): r for r in results
-                if (r["model"], r["engine"]) == first}
+                if (r["model"], engine_label(r)) == first}
     for r in results:
         base = baseline[(r["batch_size"], r["threads"], r["streams"])]
         r["p50_ratio"] = r["p50_ms"] / base["p50_ms"]
@@ -148,13 +175,13 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = list(dict.fromkeys(f"{Path(r['model']).name} · {r['engine']}" for r in results))
+    labels = list(dict.fromkeys(f"{Path(r['model']).name} · {engine_label(r)}" for r in results))
     configs = sorted({(r["batch_size"], r["threads"] or 0, r["streams"]) for r in results})
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     width = 0.8 / max(1, len(labels))
     for index, label in enumerate(labels):
         rows = {(r["batch_size"], r["threads"] or 0, r["streams"]): r for r in results
-                if f"{Path(r['model']).name} · {r['engine']}" == label}
+                if f"{Path(r['model']).name} · {engine_label(r)}" == label}
         xs = [i + index * width for i in range(len(configs))]
         axes[0].bar(xs, [rows[c]["p50_ms"] if c in rows else 0 for c in configs], width, label=label)
         axes[1].bar(xs, [rows[c]["images_per_second"] if c in rows else 0 for c in configs], width, label=label)
