@@ -181,9 +181,10 @@ def main() -> None:
             report["cpu_provider"] = {"ratios": on_cpu[0], "compared": on_cpu[1]}
         print(json.dumps(report, indent=2))
         return
-    print(f"{'engine':<46}{'batch':>6}{'p50 ms':>10}{'p90 ms':>10}{'img/s':>10}{'peak RSS MB':>13}")
+    width = max(len(r["name"]) for r in results) + 2
+    print(f"{'engine':<{width}}{'batch':>6}{'p50 ms':>10}{'p90 ms':>10}{'img/s':>10}{'peak RSS MB':>13}")
     for r in results:
-        print(f"{r['name']:<46}{r['batch_size']:>6}{r['p50_ms']:>10.3f}{r['p90_ms']:>10.3f}"
+        print(f"{r['name']:<{width}}{r['batch_size']:>6}{r['p50_ms']:>10.3f}{r['p90_ms']:>10.3f}"
               f"{r['images_per_second']:>10.0f}{r['peak_rss_mb']:>13.0f}")
     print_ratios(summary, compared)
     if on_cpu is not None:
