@@ -329,6 +329,8 @@ def test_bench_measures_each_execution_provider_in_rows_of_its_own(onnx_model, t
     refused = CliRunner().invoke(main, ["bench", str(onnx_model), "--providers", "CPU,NoSuch"])
     assert refused.exit_code == 2
     assert "NoSuch not available in this onnxruntime; available: " in refused.output
+    refused = CliRunner().invoke(main, ["bench", str(trained_run / "best.pt"), "--providers", "CPU"])
+    assert refused.exit_code == 2 and "--providers CPU: execution providers apply to the onnxruntime" in refused.output
 
 
 # --- Input forms not covered above -------------------------------------------------------------------------------

@@ -120,6 +120,9 @@ def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[
     if max(stream_counts) > 1 and torch_models:
         raise click.UsageError(f"--streams {','.join(map(str, stream_counts))}: streams apply to the onnxruntime and "
                                f"openvino engines; {', '.join(torch_models)} would run on torch (bench it separately)")
+    if providers is not None and all(engine != "onnxruntime" for _, engine in jobs):
+        raise click.UsageError(f"--providers {','.join(map(short_provider_name, providers))}: execution providers "
+                               f"apply to the onnxruntime engine, and no model here runs on it")
     for model, engine in jobs:
         engine_providers = (providers or [None]) if engine == "onnxruntime" else [None]
         for provider, batch_size, threads, streams in product(engine_providers, batch_sizes, thread_counts,
