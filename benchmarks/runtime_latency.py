@@ -94,15 +94,14 @@ def plan(models: dict[str, Path], iters: int) -> list[dict[str, Any]]:
                     (f"openvino {RAW_PER_TENSOR}", RAW_PER_TENSOR, "openvino", None)]
     else:
         log("openvino is not installed: its rows are left out (pip install 'resnet-edge[openvino]')")
-    rows = []
-    for name, key, engine, provider in engines:
-        rows.append((name, key, engine, provider, 1, None, 1))
-        rows.append((name, key, engine, provider, 64, None, 1))
-        if engine != "torch" and cores > 1:
-            rows.append((f"{name}, {cores} streams", key, engine, provider, 64, 1, cores))
-    return [{"name": name, "model": str(models[key]), "engine": engine, "provider": provider, "batch_size": batch,
-             "threads": threads, "streams": streams, "iters": iters if batch == 1 else max(10, iters // 15)}
-            for name, key, engine, provider, batch, threads, streams in rows]
+    modes = [("", 1, None, 1), ("", 64, None, 1)]  # (name suffix, batch, threads, streams)
+    if cores > 1:
+        modes.append((f", {cores} streams", 64, 1, cores))
+    return [{"name": name + suffix, "model": str(models[key]), "engine": engine, "provider": provider,
+             "batch_size": batch, "threads": threads, "streams": streams,
+             "iters": iters if batch == 1 else max(10, iters // 15)}
+            for name, key, engine, provider in engines
+            for suffix, batch, threads, streams in modes if streams == 1 or engine != "torch"]
 
 
 def measure(rows: list[dict[str, Any]], threads: int | None) -> list[dict[str, Any]]:

@@ -51,9 +51,7 @@ def resolve_providers(providers: Sequence[str] | None) -> list[str]:
     """
     wanted = list(DEFAULT_PROVIDERS if providers is None else providers)
     available = ort.get_available_providers()
-    by_name = {}
-    for name in available:
-        by_name[name.lower()] = by_name[name.lower().removesuffix(_PROVIDER_SUFFIX.lower())] = name
+    by_name = {alias.lower(): name for name in available for alias in (name, short_provider_name(name))}
     missing = [name for name in wanted if str(name).lower() not in by_name]
     if missing or not wanted:
         raise ValueError(
