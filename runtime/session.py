@@ -9,6 +9,11 @@ cache key covers the model file's identity (path, inode, size, modification and
 change times), the onnxruntime version, the optimization level, the providers
 and the CPU's model name and flags. The cache is a convenience, never a point of
 failure: an unreadable entry is rebuilt, and an unwritable folder means no cache.
+
+A provider that compiles the graph into its own kernels (OpenVINO) leaves
+onnxruntime nothing it can save as ONNX. The OpenVINO execution provider keeps
+its own cache of compiled models instead, and the cache folder's ``openvino``
+subfolder holds it; for this 11 MB int8 model it saves little (0.19 → 0.17 s).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import platform
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import onnxruntime as ort
 
@@ -33,6 +39,8 @@ OPTIMIZATION_LEVELS = {
 }
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 _PROVIDER_SUFFIX = "ExecutionProvider"
+# Providers with a model cache of their own, and the provider option that names its folder.
+_OWN_CACHE_OPTION = {"OpenVINOExecutionProvider": "cache_dir"}
 _QUIET = 3  # onnxruntime's log severity "error": its warning about hardware-specific saved graphs is the point here
 
 
@@ -120,13 +128,15 @@ def create_session(model_path: Path, threads: int | None, optimization: str, pro
                    config: Mapping[str, str] | None = None) -> tuple[ort.InferenceSession, bool]:
     """The session, and whether it was loaded from the optimized-graph cache."""
     options = session_options(threads, optimization, config)
+    if cache_dir is not None and any(provider in _OWN_CACHE_OPTION for provider in providers):
+        return _session(model_path, options, providers_with_caches(providers, Path(cache_dir))), False
     if cache_dir is None or optimization == "disabled":
-        return ort.InferenceSession(str(model_path), options, providers=list(providers)), False
+        return _session(model_path, options, providers), False
     cached = Path(cache_dir) / f"{model_path.stem}.{cache_key(model_path, optimization, providers, config)}.onnx"
     if cached.is_file():
         cached_options = session_options(threads, "disabled", config)
         try:
-            return ort.InferenceSession(str(cached), cached_options, providers=list(providers)), True
+            return _session(cached, cached_options, providers), True
         except Exception:  # a damaged entry (a full disk, a crash): rebuild it below
             cached.unlink(missing_ok=True)
     try:
@@ -134,12 +144,15 @@ def create_session(model_path: Path, threads: int | None, optimization: str, pro
         fd, tmp_name = tempfile.mkstemp(prefix=f".{cached.name}.", suffix=".tmp", dir=cached.parent)
         os.close(fd)
     except OSError:  # a read-only or missing cache folder: run without the cache
-        return ort.InferenceSession(str(model_path), options, providers=list(providers)), False
+        return _session(model_path, options, providers), False
     try:
         # Written under a temporary name, synced and renamed, so a concurrent or later start never reads half a file.
         options.optimized_model_filepath = tmp_name
         options.log_severity_level = _QUIET
-        session = ort.InferenceSession(str(model_path), options, providers=list(providers))
+        try:
+            session = _session(model_path, options, providers)
+        except Exception:  # a graph onnxruntime cannot save (a compiling provider): run it uncached, or say why not
+            return _session(model_path, session_options(threads, optimization, config), providers), False
         with open(tmp_name, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o644)
@@ -147,3 +160,22 @@ def create_session(model_path: Path, threads: int | None, optimization: str, pro
     finally:
         Path(tmp_name).unlink(missing_ok=True)
     return session, False
+
+
+def _session(model_path: Path, options: ort.SessionOptions, providers: Sequence[Any]) -> ort.InferenceSession:
+    return ort.InferenceSession(str(model_path), options, providers=list(providers))
+
+
+def providers_with_caches(providers: Sequence[str], cache_dir: Path) -> list[str | tuple[str, dict[str, str]]]:
+    """``providers``, each one with a cache of its own given a subfolder of ``cache_dir`` for it."""
+    with_caches: list[str | tuple[str, dict[str, str]]] = []
+    for provider in providers:
+        option = _OWN_CACHE_OPTION.get(provider)
+        folder = cache_dir / short_provider_name(provider).lower()
+        try:
+            if option is not None:
+                folder.mkdir(parents=True, exist_ok=True)  # OpenVINO fails the whole session when it cannot
+        except OSError:  # as for onnxruntime's graph: an unwritable folder means no cache
+            option = None
+        with_caches.append(provider if option is None else (provider, {option: str(folder)}))
+    return with_caches

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from resnet_edge import metadata as meta
@@ -15,6 +16,7 @@ from resnet_edge.data import load_sample
 from resnet_edge.errors import MetadataError, MissingExtraError
 from resnet_edge.runtime import Predictor, measure_latency, normalize
 from resnet_edge.runtime.images import read_image_file
+from resnet_edge.runtime.session import providers_with_caches
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,6 +54,10 @@ def test_results_are_probabilities_with_names_from_metadata(predictor, images):
     assert result.class_names == [CLASS_NAMES[i] for i in result.class_ids]
     record = result.to_records()[0]
     assert record["class_name"] == result.class_names[0] and len(record["top_k"]) == 4
+    top1 = predictor.predict(images)  # top-1 takes argmax, not the sort: the same answer
+    assert np.array_equal(top1.top_k_ids, result.top_k_ids[:, :1])
+    assert np.array_equal(top1.top_k_probabilities, result.top_k_probabilities[:, :1])
+    assert top1.top_k_names == [names[:1] for names in result.top_k_names]
 
 
 def test_large_batches_are_chunked_in_order(onnx_model, images):
@@ -628,12 +634,27 @@ def test_cache_problems_never_stop_the_predictor(onnx_model, images, predictor, 
     assert not Predictor(onnx_model, optimization="disabled", cache_dir=tmp_path / "unused").from_cache
     assert not (tmp_path / "unused").exists()  # nothing to save for an unoptimized graph
 
+    # OpenVINO compiles the graph, so onnxruntime has nothing to save: its own cache takes a subfolder.
+    assert providers_with_caches(["OpenVINOExecutionProvider", "CPUExecutionProvider"], cache) == [
+        ("OpenVINOExecutionProvider", {"cache_dir": str(cache / "openvino")}), "CPUExecutionProvider"]
+    assert (cache / "openvino").is_dir()
+    assert providers_with_caches(["OpenVINOExecutionProvider"], blocker / "cache") == ["OpenVINOExecutionProvider"]
+
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"this is not onnx")
     with pytest.raises(MetadataError, match="cannot load .* as an ONNX model"):
         Predictor(garbage, cache_dir=tmp_path / "garbage-cache")
     assert list((tmp_path / "garbage-cache").iterdir()) == []  # no temporary file left behind
 
+
+
+@pytest.mark.skipif("OpenVINOExecutionProvider" not in ort.get_available_providers(),
+                    reason="needs the onnxruntime-openvino build in place of onnxruntime")
+def test_openvino_execution_provider_agrees_and_keeps_its_own_cache(onnx_model, predictor, images, tmp_path):
+    on_openvino = Predictor(onnx_model, providers=["openvino"], cache_dir=tmp_path / "cache")
+    assert on_openvino.session.get_providers()[0] == "OpenVINOExecutionProvider" and not on_openvino.from_cache
+    assert np.array_equal(on_openvino.predict(images).class_ids, predictor.predict(images).class_ids)
+    assert list((tmp_path / "cache" / "openvino").iterdir())  # OpenVINO's compiled model, not an ONNX graph
 
 # --- Concurrency and the torch-free runtime ----------------------------------------------------------------------
 
