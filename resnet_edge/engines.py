@@ -29,9 +29,17 @@ from resnet_edge.extras import require
 from resnet_edge.metadata import ModelMetadata
 from resnet_edge.runtime.predictor import Predictor, softmax
 from resnet_edge.runtime.preprocess import normalize
+from resnet_edge.runtime.session import DEFAULT_PROVIDERS, short_provider_name
 
 ENGINES = ("onnxruntime", "torch", "openvino")
 Classify = Callable[[np.ndarray], np.ndarray]
+
+
+def engine_label(engine: str, provider: str | None = None) -> str:
+    """``onnxruntime``, or ``onnxruntime (OpenVINO EP)`` on another execution provider than the CPU one."""
+    if provider is None or provider in DEFAULT_PROVIDERS:
+        return engine
+    return f"{engine} ({short_provider_name(provider)} EP)"
 
 
 def default_engine(model: Path) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from resnet_edge.data import Split
+from resnet_edge.engines import engine_label
 from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.extras import require
 from resnet_edge.metrics import classification_report
@@ -23,8 +25,10 @@ def mirrored(images: np.ndarray) -> np.ndarray:
 
 
 def evaluate_model(model_path: str | Path, split: Split, threads: int | None = None,
-                   batch_size: int = 500, tta: bool = False) -> dict[str, Any]:
+                   batch_size: int = 500, tta: bool = False, providers: Sequence[str] | None = None) -> dict[str, Any]:
     """Top-1, per-class accuracy, confusion matrix and images/s of ``model_path`` on ``split``.
+
+    ``providers`` are the onnxruntime execution providers of an ONNX model (CPU when None).
 
     With ``tta``, logits are averaged over each image and its mirror image: a
     test-time measurement only, never part of an exported model.
@@ -32,11 +36,14 @@ def evaluate_model(model_path: str | Path, split: Split, threads: int | None = N
     path = Path(model_path)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        predictor = Predictor(path, threads=threads, chunk_size=batch_size)
+        predictor = Predictor(path, threads=threads, chunk_size=batch_size, providers=providers)
         class_names = predictor.class_names
         logits_of = predictor.logits
-        engine = "onnxruntime"
+        engine = engine_label("onnxruntime", predictor.session.get_providers()[0])
     elif suffix in CHECKPOINT_SUFFIXES:
+        if providers is not None:
+            raise ResnetEdgeError(f"execution providers apply to .onnx models, which run on onnxruntime; "
+                                  f"{path.name} runs on PyTorch")
         torch = require("torch", "train", "Evaluating a .pt checkpoint")
         from resnet_edge.checkpoint import load_checkpoint, model_from_checkpoint
         from resnet_edge.torch_inference import torch_logits

@@ -131,6 +131,22 @@ def test_user_errors_are_one_line(runner, tmp_path, onnx_model):
     assert result.exit_code == 2 and "positive integers" in result.output
 
 
+
+def test_predict_and_evaluate_take_execution_providers(runner, tmp_path, onnx_model, trained_run):
+    npy = tmp_path / "batch.npy"
+    np.save(npy, load_sample("test").images[:4])
+    default = invoke(runner, "predict", onnx_model, npy, "--json")
+    on_cpu = invoke(runner, "predict", onnx_model, npy, "--providers", "cpu", "--json")  # short name, any case
+    assert on_cpu.exit_code == 0 and json.loads(on_cpu.stdout) == json.loads(default.stdout)
+    refused = invoke(runner, "predict", onnx_model, npy, "--providers", "CPU,NoSuch")
+    assert refused.exit_code == 2 and "NoSuch not available" in refused.output
+    assert "available: " in refused.output and "CPUExecutionProvider" in refused.output
+
+    result = invoke(runner, "evaluate", onnx_model, "--sample", "--providers", "CPU", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["images"] == 1000
+    assert_one_line_error(invoke(runner, "evaluate", trained_run / "best.pt", "--sample", "--providers", "CPU"),
+                          "execution providers apply to .onnx models", "best.pt runs on PyTorch")
+
 def test_evaluate_on_the_full_validation_split(runner, full_data_dir, onnx_model, monkeypatch):
     monkeypatch.setenv("RESNET_EDGE_DATA", str(full_data_dir))
     result = invoke(runner, "evaluate", onnx_model, "--split", "val", "--json")

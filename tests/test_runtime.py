@@ -321,7 +321,7 @@ def test_bench_measures_each_execution_provider_in_rows_of_its_own(onnx_model, t
     from click.testing import CliRunner
 
     from resnet_edge.cli import main
-    from resnet_edge.cli.bench import engine_label
+    from resnet_edge.engines import engine_label
 
     result = CliRunner().invoke(main, ["bench", str(onnx_model), str(trained_run / "best.pt"), "--providers",
                                        "CPU,cpuexecutionprovider", "--iters", "3", "--warmup", "1", "--json"])
@@ -329,9 +329,8 @@ def test_bench_measures_each_execution_provider_in_rows_of_its_own(onnx_model, t
     rows = json.loads(result.stdout)["results"]
     assert [(r["engine"], r.get("provider")) for r in rows] == \
         [("onnxruntime", "CPUExecutionProvider"), ("torch", None)]  # one provider by two names: measured once
-    assert [engine_label(r) for r in rows] == ["onnxruntime", "torch"]
-    assert engine_label({"engine": "onnxruntime", "provider": "OpenVINOExecutionProvider"}) == \
-        "onnxruntime (OpenVINO EP)"
+    assert [engine_label(r["engine"], r.get("provider")) for r in rows] == ["onnxruntime", "torch"]
+    assert engine_label("onnxruntime", "OpenVINOExecutionProvider") == "onnxruntime (OpenVINO EP)"
     refused = CliRunner().invoke(main, ["bench", str(onnx_model), "--providers", "CPU,NoSuch"])
     assert refused.exit_code == 2
     assert "NoSuch not available in this onnxruntime; available: " in refused.output

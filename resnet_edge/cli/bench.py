@@ -10,11 +10,11 @@ from typing import Any
 import click
 
 from resnet_edge.bench_worker import run_in_subprocess
-from resnet_edge.cli.options import json_option
+from resnet_edge.cli.options import json_option, providers_option
 from resnet_edge.cli.table import format_table
-from resnet_edge.engines import ENGINES, check_engine, default_engine, runs
+from resnet_edge.engines import ENGINES, check_engine, default_engine, engine_label, runs
 from resnet_edge.files import atomic_write_bytes
-from resnet_edge.runtime.session import DEFAULT_PROVIDERS, resolve_providers, short_provider_name
+from resnet_edge.runtime.session import DEFAULT_PROVIDERS, short_provider_name
 
 
 def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int | None]:
@@ -40,22 +40,8 @@ def _engine_list(ctx: click.Context, param: click.Parameter, value: str | None) 
     return engines
 
 
-def _provider_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    try:
-        names = resolve_providers([part.strip() for part in value.split(",") if part.strip()])
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    return list(dict.fromkeys(names))  # CPU and CPUExecutionProvider are one provider, measured once
-
-
-def engine_label(result: dict[str, Any]) -> str:
-    """``onnxruntime``, or ``onnxruntime (OpenVINO EP)`` on another execution provider than the CPU one."""
-    provider = result.get("provider")
-    if provider is None or provider in DEFAULT_PROVIDERS:
-        return result["engine"]
-    return f"{result['engine']} ({short_provider_name(provider)} EP)"
+def _label(result: dict[str, Any]) -> str:
+    return engine_label(result["engine"], result.get("provider"))
 
 
 @click.command()
@@ -73,9 +59,8 @@ def engine_label(result: dict[str, Any]) -> str:
               help="Time calls for this many seconds instead of --iters.")
 @click.option("--engine", "engines", default=None, callback=_engine_list,
               help=f"Engines, comma-separated: {', '.join(ENGINES)}. [default: torch for .pt, onnxruntime for .onnx]")
-@click.option("--providers", default=None, callback=_provider_list,
-              help="onnxruntime execution providers, comma-separated, each measured in rows of its own (e.g. "
-                   "CPU,OpenVINO; the suffix ExecutionProvider may be left out). [default: CPU]")
+@providers_option("onnxruntime execution providers, comma-separated, each measured in rows of its own (e.g. "
+                  "CPU,OpenVINO; the suffix ExecutionProvider may be left out). [default: CPU]")
 @json_option
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results as JSON to this file.")
@@ -133,7 +118,7 @@ def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[
                 config["provider"] = provider or DEFAULT_PROVIDERS[0]
                 config["predictor_options"] = {"providers": [config["provider"]]}
             if not as_json:
-                click.echo(f"  {model.name} · {engine_label(config)} · batch {batch_size} · threads "
+                click.echo(f"  {model.name} · {_label(config)} · batch {batch_size} · threads "
                            f"{threads or 'all'} · streams {streams} ...", err=True)
             results.append({**config, "size_bytes": model.stat().st_size, **run_in_subprocess(config)})
     _add_ratios(results)
@@ -146,7 +131,7 @@ def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[
         click.echo(json.dumps(report, indent=2))
         return
     rows = [
-        (Path(r["model"]).name, engine_label(r), r["precision"], r["batch_size"], r["threads"] or "all", r["streams"],
+        (Path(r["model"]).name, _label(r), r["precision"], r["batch_size"], r["threads"] or "all", r["streams"],
          f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f}", f"{r['min_ms']:.3f}",
          f"{r['images_per_second']:.1f}", f"{r['size_bytes'] / 1e6:.1f}", f"{r['peak_rss_mb']:.0f}",
          f"{r['p50_ratio']:.2f}×")
@@ -161,9 +146,9 @@ def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[
 
 def _add_ratios(results: list[dict[str, Any]]) -> None:
     """p50 and throughput of each row relative to the first model's row with the same batch, threads and streams."""
-    first = results[0]["model"], engine_label(results[0])
+    first = results[0]["model"], _label(results[0])
     baseline = {(r["batch_size"], r["threads"], r["streams"]): r for r in results
-                if (r["model"], engine_label(r)) == first}
+                if (r["model"], _label(r)) == first}
     for r in results:
         base = baseline[(r["batch_size"], r["threads"], r["streams"])]
         r["p50_ratio"] = r["p50_ms"] / base["p50_ms"]
@@ -178,13 +163,13 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = list(dict.fromkeys(f"{Path(r['model']).name} · {engine_label(r)}" for r in results))
+    labels = list(dict.fromkeys(f"{Path(r['model']).name} · {_label(r)}" for r in results))
     configs = sorted({(r["batch_size"], r["threads"] or 0, r["streams"]) for r in results})
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     width = 0.8 / max(1, len(labels))
     for index, label in enumerate(labels):
         rows = {(r["batch_size"], r["threads"] or 0, r["streams"]): r for r in results
-                if f"{Path(r['model']).name} · {engine_label(r)}" == label}
+                if f"{Path(r['model']).name} · {_label(r)}" == label}
         xs = [i + index * width for i in range(len(configs))]
         axes[0].bar(xs, [rows[c]["p50_ms"] if c in rows else 0 for c in configs], width, label=label)
         axes[1].bar(xs, [rows[c]["images_per_second"] if c in rows else 0 for c in configs], width, label=label)

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from resnet_edge.cli.options import data_options, json_option, load_data, threads_option
+from resnet_edge.cli.options import (
+    PREFERRED_PROVIDERS_HELP,
+    data_options,
+    json_option,
+    load_data,
+    providers_option,
+    threads_option,
+)
 from resnet_edge.cli.table import format_table
 from resnet_edge.evaluate import evaluate_model
 
@@ -21,17 +28,18 @@ from resnet_edge.evaluate import evaluate_model
 @click.option("--tta", is_flag=True,
               help="Average logits over each image and its mirror (a test-time measurement; exported models never flip).")
 @threads_option
+@providers_option(PREFERRED_PROVIDERS_HELP + " .onnx models only.")
 @json_option
 def evaluate(model: Path, data_dir: Path | None, download: bool, sample: bool, split: str, batch_size: int,
-             tta: bool, threads: int | None, as_json: bool) -> None:
+             tta: bool, threads: int | None, providers: list[str] | None, as_json: bool) -> None:
     """Top-1 and per-class accuracy of MODEL (a .pt checkpoint or an .onnx file)."""
     data = load_data(split, data_dir, download, sample)
-    report = evaluate_model(model, data, threads=threads, batch_size=batch_size, tta=tta)
+    report = evaluate_model(model, data, threads=threads, batch_size=batch_size, tta=tta, providers=providers)
     if as_json:
         click.echo(json.dumps(report))
         return
-    flip = ", flip TTA" if tta else ""
-    click.echo(f"{report['model']} ({report['engine']}{flip}) on {report['images']} {split} images from {report['data']}")
+    flip = " · flip TTA" if tta else ""
+    click.echo(f"{report['model']} · {report['engine']}{flip} · {report['images']} {split} images from {report['data']}")
     click.echo(f"top-1 {report['top1']:.2%}   {report['images_per_second']:.0f} images/s")
     rows = [(name, f"{acc:.2%}" if acc is not None else "-") for name, acc in report["per_class"].items()]
     click.echo(format_table(["class", "top-1"], rows))

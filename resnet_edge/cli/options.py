@@ -9,8 +9,13 @@ from typing import Any, TypeVar
 import click
 
 from resnet_edge.data import DATA_ENV_VAR, Split, load_sample, load_split, load_train_val
+from resnet_edge.runtime.session import resolve_providers
 
 F = TypeVar("F", bound=Callable[..., Any])
+PREFERRED_PROVIDERS_HELP = (
+    "onnxruntime execution providers in order of preference, comma-separated (e.g. OpenVINO, with the "
+    "onnxruntime-openvino build); nodes a provider cannot run fall back to the next, and to CPU. [default: CPU]"
+)
 
 
 def data_options(func: F) -> F:
@@ -40,6 +45,22 @@ def threads_option(func: F) -> F:
         "--threads", type=click.IntRange(min=1), default=None,
         help="onnxruntime intra-op threads. [default: all cores]",
     )(func)
+
+
+def providers_option(help: str) -> Callable[[F], F]:
+    """``--providers``: onnxruntime execution providers, comma-separated, checked against this onnxruntime build."""
+    return click.option("--providers", default=None, callback=_provider_list, help=help)
+
+
+def _provider_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    """``"CPU,openvino"`` → onnxruntime's names for them, each once; an unavailable one is a usage error."""
+    if value is None:
+        return None
+    try:
+        names = resolve_providers([part.strip() for part in value.split(",") if part.strip()])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return list(dict.fromkeys(names))  # CPU and CPUExecutionProvider are one provider
 
 
 def load_data(split: str, data_dir: Path | None, download: bool, sample: bool) -> Split:

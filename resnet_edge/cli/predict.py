@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from resnet_edge.cli.options import json_option, threads_option
+from resnet_edge.cli.options import PREFERRED_PROVIDERS_HELP, json_option, providers_option, threads_option
 from resnet_edge.cli.table import format_table
 from resnet_edge.runtime.images import read_image_file
 from resnet_edge.runtime.inputs import is_single
@@ -20,16 +20,17 @@ from resnet_edge.runtime.predictor import Predictor
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes to list per image.")
 @click.option("--resize", is_flag=True, help="Resize images that are not 32x32 (bilinear) instead of refusing them.")
 @threads_option
+@providers_option(PREFERRED_PROVIDERS_HELP)
 @json_option
 def predict(model: Path, files: tuple[Path, ...], top_k: int, resize: bool, threads: int | None,
-            as_json: bool) -> None:
+            providers: list[str] | None, as_json: bool) -> None:
     """Classify FILES with MODEL (an .onnx file from 'resnet-edge export').
 
     FILES are PNG/JPEG images (32×32 RGB; other sizes with --resize) or .npy arrays:
     a uint8 (32, 32, 3) image, a uint8 (N, 32, 32, 3) batch or a normalized float32
     (N, 3, 32, 32) batch.
     """
-    predictor = Predictor(model, threads=threads)
+    predictor = Predictor(model, threads=threads, providers=providers)
     top_k = min(top_k, len(predictor.class_names))
     results = []
     for path in files:
