@@ -1,7 +1,7 @@
 """Where onnxruntime's CPU kernels lose time to OpenVINO on an int8 model: per-stage kernel time, side by side.
 
 ``runtime_latency.py`` measures the whole gap (onnxruntime's CPU provider about
-1.25× OpenVINO's int8 latency at batch 1, 0.85× its throughput at batch 64);
+1.24–1.35× OpenVINO's int8 latency at batch 1, 0.84–0.85× its throughput at batch 64);
 this script says where it sits. Both engines run the same QDQ file in this one
 process, one after the other, with all cores: onnxruntime with per-node
 profiling (``enable_profiling``), OpenVINO with its per-layer performance
@@ -15,7 +15,7 @@ convolutions and its residual Adds, which onnxruntime runs as separate
 
 MODEL is an int8 file from ``resnet-edge quantize``. Needs the ``[openvino]``
 extra. Profiling adds a little to onnxruntime's per-node times (its sum at
-batch 1 reads about 0.92 ms against 0.79 ms unprofiled), so read the ratios
+batch 1 reads about 0.91 ms against 0.79 ms unprofiled), so read the ratios
 per stage, not the totals. About 10 seconds on 2 cores.
 """
 

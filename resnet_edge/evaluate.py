@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from resnet_edge.data import Split
-from resnet_edge.engines import engine_label
 from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.extras import require
 from resnet_edge.metrics import classification_report
@@ -39,7 +38,7 @@ def evaluate_model(model_path: str | Path, split: Split, threads: int | None = N
         predictor = Predictor(path, threads=threads, chunk_size=batch_size, providers=providers)
         class_names = predictor.class_names
         logits_of = predictor.logits
-        engine = engine_label("onnxruntime", predictor.session.get_providers()[0])
+        engine, provider = "onnxruntime", predictor.session.get_providers()[0]
     elif suffix in CHECKPOINT_SUFFIXES:
         if providers is not None:
             raise ResnetEdgeError(f"execution providers apply to .onnx models, which run on onnxruntime; "
@@ -57,7 +56,7 @@ def evaluate_model(model_path: str | Path, split: Split, threads: int | None = N
         def logits_of(images: np.ndarray) -> np.ndarray:
             return torch_logits(model, images, batch_size=batch_size).numpy()
 
-        engine = "pytorch"
+        engine, provider = "pytorch", None
     else:
         raise ResnetEdgeError(f"cannot evaluate {path}: expected a .pt checkpoint or an .onnx model")
     started = time.perf_counter()
@@ -69,6 +68,7 @@ def evaluate_model(model_path: str | Path, split: Split, threads: int | None = N
     return {
         "model": str(path),
         "engine": engine,
+        "provider": provider,
         "split": split.name,
         "tta": tta,
         "data": split.source,

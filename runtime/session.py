@@ -10,10 +10,11 @@ change times), the onnxruntime version, the optimization level, the providers
 and the CPU's model name and flags. The cache is a convenience, never a point of
 failure: an unreadable entry is rebuilt, and an unwritable folder means no cache.
 
-A provider that compiles the graph into its own kernels (OpenVINO) leaves
-onnxruntime nothing it can save as ONNX. The OpenVINO execution provider keeps
-its own cache of compiled models instead, and the cache folder's ``openvino``
-subfolder holds it; for this 11 MB int8 model it saves little (0.19 → 0.17 s).
+Only a graph on the CPU provider is saved: one that another provider compiled
+into its own kernels (OpenVINO) cannot be written as ONNX. The OpenVINO
+execution provider keeps its own cache of compiled models instead, in the
+cache folder's ``openvino`` subfolder; for the 11 MB int8 model it saves little
+(0.19 → 0.17 s). Other providers start uncached.
 """
 
 from __future__ import annotations
@@ -126,11 +127,23 @@ def read_metadata(model_path: Path) -> ModelMetadata:
 def create_session(model_path: Path, threads: int | None, optimization: str, providers: Sequence[str],
                    cache_dir: Path | None,
                    config: Mapping[str, str] | None = None) -> tuple[ort.InferenceSession, bool]:
-    """The session, and whether it was loaded from the optimized-graph cache."""
+    """The session, and whether onnxruntime loaded it from its optimized-graph cache.
+
+    Only a CPU-provider graph is saved; a provider with a cache of its own keeps it in ``cache_dir`` instead
+    (the second value is then False: such providers do not say whether their cache served them).
+    """
     options = session_options(threads, optimization, config)
-    if cache_dir is not None and any(provider in _OWN_CACHE_OPTION for provider in providers):
-        return _session(model_path, options, providers_with_caches(providers, Path(cache_dir))), False
-    if cache_dir is None or optimization == "disabled":
+    if cache_dir is None:
+        return _session(model_path, options, providers), False
+    if any(provider not in DEFAULT_PROVIDERS for provider in providers):
+        with_caches = providers_with_caches(providers, Path(cache_dir))
+        if with_caches != list(providers):
+            try:
+                return _session(model_path, options, with_caches), False
+            except Exception:  # the provider refused its cache folder: start without it, or say why not below
+                pass
+        return _session(model_path, session_options(threads, optimization, config), providers), False
+    if optimization == "disabled":
         return _session(model_path, options, providers), False
     cached = Path(cache_dir) / f"{model_path.stem}.{cache_key(model_path, optimization, providers, config)}.onnx"
     if cached.is_file():
@@ -149,10 +162,7 @@ def create_session(model_path: Path, threads: int | None, optimization: str, pro
         # Written under a temporary name, synced and renamed, so a concurrent or later start never reads half a file.
         options.optimized_model_filepath = tmp_name
         options.log_severity_level = _QUIET
-        try:
-            session = _session(model_path, options, providers)
-        except Exception:  # a graph onnxruntime cannot save (a compiling provider): run it uncached, or say why not
-            return _session(model_path, session_options(threads, optimization, config), providers), False
+        session = _session(model_path, options, providers)
         with open(tmp_name, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o644)

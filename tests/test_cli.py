@@ -131,7 +131,6 @@ def test_user_errors_are_one_line(runner, tmp_path, onnx_model):
     assert result.exit_code == 2 and "positive integers" in result.output
 
 
-
 def test_predict_and_evaluate_take_execution_providers(runner, tmp_path, onnx_model, trained_run):
     npy = tmp_path / "batch.npy"
     np.save(npy, load_sample("test").images[:4])
@@ -143,7 +142,11 @@ def test_predict_and_evaluate_take_execution_providers(runner, tmp_path, onnx_mo
     assert "available: " in refused.output and "CPUExecutionProvider" in refused.output
 
     result = invoke(runner, "evaluate", onnx_model, "--sample", "--providers", "CPU", "--json")
-    assert result.exit_code == 0 and json.loads(result.stdout)["images"] == 1000
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert (report["images"], report["engine"], report["provider"]) == (1000, "onnxruntime", "CPUExecutionProvider")
+    text = invoke(runner, "evaluate", onnx_model, "--sample", "--providers", "CPU")
+    assert f"{onnx_model} · onnxruntime · 1000 test images from built-in sample" in text.output
     assert_one_line_error(invoke(runner, "evaluate", trained_run / "best.pt", "--sample", "--providers", "CPU"),
                           "execution providers apply to .onnx models", "best.pt runs on PyTorch")
 

@@ -64,6 +64,11 @@ def test_large_batches_are_chunked_in_order(onnx_model, images):
     whole = Predictor(onnx_model).logits(images)
     chunked = Predictor(onnx_model, chunk_size=5).logits(images)
     assert np.allclose(whole, chunked, atol=1e-5)
+    # One run up to chunk_size images, chunks from one more; streams split even small batches.
+    for size in (5, 6):
+        assert np.allclose(Predictor(onnx_model, chunk_size=5).logits(images[:size]), whole[:size], atol=1e-5)
+    with Predictor(onnx_model, streams=2) as streamed:
+        assert np.allclose(streamed.logits(images[:3]), whole[:3], atol=1e-5)
 
 
 def test_eight_threads_times_a_hundred_calls_match_sequential_ones(predictor):
@@ -592,9 +597,24 @@ def test_read_metadata_matches_the_predictor_and_refuses_garbage(predictor, onnx
         read_metadata(garbage)
 
 
+def test_softmax_leaves_the_logits_alone():
+    from resnet_edge.runtime.predictor import softmax
+
+    logits = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], dtype=np.float32)
+    before = logits.copy()
+    probabilities = softmax(logits)
+    assert np.array_equal(logits, before) and not np.shares_memory(probabilities, logits)
+    assert np.allclose(probabilities.sum(axis=1), 1.0) and np.allclose(probabilities[1], 1 / 3)
+
+
 def test_normalize_refuses_anything_but_uint8_nhwc(images):
     expected = ((images / 255.0 - np.array(MEAN)) / np.array(STD)).transpose(0, 3, 1, 2)
-    assert np.allclose(normalize(images, MEAN, STD), expected, atol=1e-5)
+    normalized = normalize(images, MEAN, STD)
+    assert np.allclose(normalized, expected, atol=1e-5)
+    assert normalized.flags.writeable and normalized.flags.c_contiguous  # the cached constants never leak out
+    other = normalize(images, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25])  # another mean/std, then the first again
+    assert np.allclose(other, (images / 255.0 - 0.5).transpose(0, 3, 1, 2) / 0.25, atol=1e-5)
+    assert np.array_equal(normalize(images, MEAN, STD), normalized)
     for bad in (images.astype(np.float32), images[0], images[..., :2]):
         with pytest.raises(ValueError, match=r"normalize expects uint8 images of shape \(N, H, W, 3\)"):
             normalize(bad, MEAN, STD)
@@ -644,7 +664,6 @@ def test_cache_problems_never_stop_the_predictor(onnx_model, images, predictor, 
     with pytest.raises(MetadataError, match="cannot load .* as an ONNX model"):
         Predictor(garbage, cache_dir=tmp_path / "garbage-cache")
     assert list((tmp_path / "garbage-cache").iterdir()) == []  # no temporary file left behind
-
 
 
 @pytest.mark.skipif("OpenVINOExecutionProvider" not in ort.get_available_providers(),

@@ -16,6 +16,7 @@ from resnet_edge.cli.options import (
     threads_option,
 )
 from resnet_edge.cli.table import format_table
+from resnet_edge.engines import engine_label
 from resnet_edge.evaluate import evaluate_model
 
 
@@ -28,7 +29,7 @@ from resnet_edge.evaluate import evaluate_model
 @click.option("--tta", is_flag=True,
               help="Average logits over each image and its mirror (a test-time measurement; exported models never flip).")
 @threads_option
-@providers_option(PREFERRED_PROVIDERS_HELP + " .onnx models only.")
+@providers_option(".onnx models only: " + PREFERRED_PROVIDERS_HELP)
 @json_option
 def evaluate(model: Path, data_dir: Path | None, download: bool, sample: bool, split: str, batch_size: int,
              tta: bool, threads: int | None, providers: list[str] | None, as_json: bool) -> None:
@@ -39,7 +40,8 @@ def evaluate(model: Path, data_dir: Path | None, download: bool, sample: bool, s
         click.echo(json.dumps(report))
         return
     flip = " · flip TTA" if tta else ""
-    click.echo(f"{report['model']} · {report['engine']}{flip} · {report['images']} {split} images from {report['data']}")
+    engine = engine_label(report["engine"], report["provider"])
+    click.echo(f"{report['model']} · {engine}{flip} · {report['images']} {split} images from {report['data']}")
     click.echo(f"top-1 {report['top1']:.2%}   {report['images_per_second']:.0f} images/s")
     rows = [(name, f"{acc:.2%}" if acc is not None else "-") for name, acc in report["per_class"].items()]
     click.echo(format_table(["class", "top-1"], rows))
