@@ -109,9 +109,8 @@ def measure(rows: list[dict[str, Any]], threads: int | None) -> list[dict[str, A
     for repeat in range(2):
         for row in (rows if repeat == 0 else rows[::-1]):
             log(f"  {row['name']}, batch {row['batch_size']} (pass {repeat + 1}/2) ...")
-            config = {key: row[key] for key in ("model", "engine", "batch_size", "threads", "streams", "iters")}
-            if row["provider"] is not None:
-                config["predictor_options"] = {"providers": [row["provider"]]}
+            config = {key: row[key]
+                      for key in ("model", "engine", "provider", "batch_size", "threads", "streams", "iters")}
             if threads is not None and row["streams"] == 1:  # throughput rows keep one thread per stream
                 config["threads"] = threads
             result = run_in_subprocess({**config, "warmup": max(5, row["iters"] // 10)})

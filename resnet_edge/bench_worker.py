@@ -31,8 +31,11 @@ def measure(config: dict[str, Any]) -> dict[str, Any]:
     model = Path(config["model"])
     batch_size, threads = int(config["batch_size"]), config.get("threads")
     metadata = ModelMetadata.from_props(config["metadata"], str(model)) if config.get("metadata") else None
-    classify, precision = load_engine(config["engine"], model, batch_size, threads, metadata,
-                                      config.get("predictor_options"), int(config.get("streams") or 1))
+    options = dict(config.get("predictor_options") or {})
+    if config.get("provider"):  # the onnxruntime execution provider the row is labelled with
+        options["providers"] = [config["provider"]]
+    classify, precision = load_engine(config["engine"], model, batch_size, threads, metadata, options,
+                                      int(config.get("streams") or 1))
     images = np.random.default_rng(0).integers(0, 256, (batch_size, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     stats = time_calls(lambda: classify(images), batch_size, int(config["warmup"]), int(config["iters"]),
                        config.get("duration"), threads)

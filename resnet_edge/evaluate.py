@@ -38,7 +38,7 @@ def evaluate_model(model_path: str | Path, split: Split, threads: int | None = N
         predictor = Predictor(path, threads=threads, chunk_size=batch_size, providers=providers)
         class_names = predictor.class_names
         logits_of = predictor.logits
-        engine, provider = "onnxruntime", predictor.session.get_providers()[0]
+        engine, provider = "onnxruntime", predictor.providers[0]
     elif suffix in CHECKPOINT_SUFFIXES:
         if providers is not None:
             raise ResnetEdgeError(f"execution providers apply to .onnx models, which run on onnxruntime; "

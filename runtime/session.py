@@ -142,7 +142,7 @@ def create_session(model_path: Path, threads: int | None, optimization: str, pro
                 return _session(model_path, options, with_caches), False
             except Exception:  # the provider refused its cache folder: start without it, or say why not below
                 pass
-        return _session(model_path, session_options(threads, optimization, config), providers), False
+        return _session(model_path, options, providers), False
     if optimization == "disabled":
         return _session(model_path, options, providers), False
     cached = Path(cache_dir) / f"{model_path.stem}.{cache_key(model_path, optimization, providers, config)}.onnx"

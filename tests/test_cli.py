@@ -150,6 +150,7 @@ def test_predict_and_evaluate_take_execution_providers(runner, tmp_path, onnx_mo
     assert_one_line_error(invoke(runner, "evaluate", trained_run / "best.pt", "--sample", "--providers", "CPU"),
                           "execution providers apply to .onnx models", "best.pt runs on PyTorch")
 
+
 def test_evaluate_on_the_full_validation_split(runner, full_data_dir, onnx_model, monkeypatch):
     monkeypatch.setenv("RESNET_EDGE_DATA", str(full_data_dir))
     result = invoke(runner, "evaluate", onnx_model, "--split", "val", "--json")

@@ -674,6 +674,7 @@ def test_openvino_execution_provider_agrees_and_keeps_its_own_cache(onnx_model, 
     assert np.array_equal(on_openvino.predict(images).class_ids, predictor.predict(images).class_ids)
     assert list((tmp_path / "cache" / "openvino").iterdir())  # OpenVINO's compiled model, not an ONNX graph
 
+
 # --- Concurrency and the torch-free runtime ----------------------------------------------------------------------
 
 

@@ -109,14 +109,13 @@ def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[
         raise click.UsageError(f"--providers {','.join(map(short_provider_name, providers))}: execution providers "
                                f"apply to the onnxruntime engine, and no model here runs on it")
     for model, engine in jobs:
-        engine_providers = (providers or [None]) if engine == "onnxruntime" else [None]
+        engine_providers = (providers or list(DEFAULT_PROVIDERS)) if engine == "onnxruntime" else [None]
         for provider, batch_size, threads, streams in product(engine_providers, batch_sizes, thread_counts,
                                                               stream_counts):
             config = {"model": str(model), "engine": engine, "batch_size": batch_size, "threads": threads,
                       "streams": streams, "warmup": warmup, "iters": iters, "duration": duration}
-            if engine == "onnxruntime":
-                config["provider"] = provider or DEFAULT_PROVIDERS[0]
-                config["predictor_options"] = {"providers": [config["provider"]]}
+            if provider is not None:
+                config["provider"] = provider
             if not as_json:
                 click.echo(f"  {model.name} · {_label(config)} · batch {batch_size} · threads "
                            f"{threads or 'all'} · streams {streams} ...", err=True)
