@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from resnet_edge.cli.table import format_table
 from resnet_edge.extras import require
 from resnet_edge.metadata import INPUT_NAME
-from resnet_edge.runtime.session import read_metadata
+from resnet_edge.runtime.session import CPU_PROVIDER, read_metadata
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4", "other")
 
@@ -60,7 +61,7 @@ def onnxruntime_stages(model: Path, batch: np.ndarray, iters: int) -> dict[str, 
         options = ort.SessionOptions()
         options.enable_profiling = True
         options.profile_file_prefix = os.path.join(folder, "profile")
-        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(model), options, providers=[CPU_PROVIDER])
         for _ in range(iters):
             session.run(None, {INPUT_NAME: batch})
         events = json.loads(Path(session.end_profiling()).read_text())
@@ -114,11 +115,12 @@ def main() -> None:
         return
     for batch_size, stages in report.items():
         print(f"batch {batch_size}: kernel time per call, sum of per-node medians (µs)")
-        print(f"{'stage':<10}{'onnxruntime':>14}{'OpenVINO':>12}{'ratio':>8}")
-        for stage, row in {**stages, "total": {
-                key: sum(s[key] for s in stages.values()) for key in ("onnxruntime_us", "openvino_us")}}.items():
+        total = {key: sum(s[key] for s in stages.values()) for key in ("onnxruntime_us", "openvino_us")}
+        cells = []
+        for stage, row in {**stages, "total": total}.items():
             ratio = row["onnxruntime_us"] / row["openvino_us"] if row["openvino_us"] else float("nan")
-            print(f"{stage:<10}{row['onnxruntime_us']:>14.0f}{row['openvino_us']:>12.0f}{ratio:>8.2f}")
+            cells.append((stage, f"{row['onnxruntime_us']:.0f}", f"{row['openvino_us']:.0f}", f"{ratio:.2f}"))
+        print(format_table(["stage", "onnxruntime", "OpenVINO", "ratio"], cells))
 
 
 if __name__ == "__main__":

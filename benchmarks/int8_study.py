@@ -8,10 +8,11 @@ graph (``--raw-input``); then raw-input with per-tensor weights combined, at
 batch 1 and 64. (Residual Adds left in fp32 come out of onnxruntime's QDQ fusion
 as the same QLinearAdd nodes as quantized ones, so that row measures noise.)
 OpenVINO runs the default int8 file and the combined one for reference.
-Every row is a fresh process (``resnet_edge.bench_worker``) timing end-to-end
+Every row is a fresh process (``resnet_edge.bench.worker``) timing end-to-end
 calls from uint8 images to probabilities; the rows run three times in alternating
-order and keep their best median. Each variant's top-1 agreement with fp32 on the
-built-in sample's 1,000 test images shows what it costs in accuracy.
+order and keep their best median (``resnet_edge.bench.passes.best_of_passes``).
+Each variant's top-1 agreement with fp32 on the built-in sample's 1,000 test
+images shows what it costs in accuracy.
 
     python benchmarks/int8_study.py [--data-dir D] [--iters 1000] [--passes 3] [--json]
 
@@ -29,18 +30,28 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 import onnx
 
-from resnet_edge.bench_worker import run_in_subprocess
+from resnet_edge.bench.passes import best_of_passes
+from resnet_edge.bench.rows import BenchConfig, BenchRow
 from resnet_edge.calibration import CifarCalibrationReader
+from resnet_edge.cli.table import format_table
 from resnet_edge.data import DATA_ENV_VAR, load_sample, load_train_val
 from resnet_edge.export import export_onnx
 from resnet_edge.export.cpu_features import cpu_int8_support
 from resnet_edge.export.qdq import preprocess, quantize_qdq, settings_for_cpu
 from resnet_edge.reference import reference_checkpoint
 from resnet_edge.runtime.predictor import Predictor
+
+
+class Planned(NamedTuple):
+    """A row of the study: its name, the model variant it runs (for its agreement with fp32), what to measure."""
+
+    name: str
+    variant: str
+    config: BenchConfig
 
 
 def log(line: str) -> None:
@@ -71,8 +82,8 @@ def build_models(work: Path, data_dir: str | None) -> dict[str, Path]:
         "int8 raw-input": (True, default),
         "int8 raw-input, per-tensor": (True, per_tensor),
     }
-    readers = {raw: CifarCalibrationReader.from_training_split(train, size=512) for raw in (False, True)}
-    readers[True].raw_pixels = True
+    readers = {raw: CifarCalibrationReader.from_training_split(train, size=512, raw_pixels=raw)
+               for raw in (False, True)}
     for name, (raw, settings) in variants.items():
         log(f"quantizing: {name}")
         models[name] = work / f"{name.replace(' ', '_').replace(',', '')}.onnx"
@@ -80,7 +91,8 @@ def build_models(work: Path, data_dir: str | None) -> dict[str, Path]:
     return models
 
 
-def rows(models: dict[str, Path]) -> list[dict[str, Any]]:
+def study_rows(models: dict[str, Path], iters: int) -> list[Planned]:
+    """One change at a time from the default int8 model; ``iters`` timed calls at batch 1, fewer at batch 64."""
     spin_off = {"session.intra_op.allow_spinning": "0"}
     fast = "int8 raw-input, per-tensor"
     table = [  # name, model, engine, threads, Predictor options, batch size
@@ -109,9 +121,13 @@ def rows(models: dict[str, Path]) -> list[dict[str, Any]]:
                   ("openvino int8, raw-input + per-tensor, b64", fast, "openvino", None, {}, 64)]
     else:
         log("openvino is not installed: its rows are left out")
-    return [{"name": name, "model": str(models[key]), "engine": engine, "threads": threads,
-             "predictor_options": options, "variant": key, "batch_size": batch}
-            for name, key, engine, threads, options, batch in table]
+    planned = []
+    for name, key, engine, threads, options, batch in table:
+        count = iters if batch == 1 else max(10, iters // 15)
+        config = BenchConfig(str(models[key]), engine, batch, threads, warmup=max(5, count // 8), iters=count,
+                             predictor_options=options)
+        planned.append(Planned(name, key, config))
+    return planned
 
 
 def agreement(models: dict[str, Path]) -> dict[str, float]:
@@ -121,17 +137,19 @@ def agreement(models: dict[str, Path]) -> dict[str, float]:
             for name, path in models.items() if name.startswith("int8")}
 
 
-def measure(plan: list[dict[str, Any]], iters: int, passes: int) -> list[dict[str, Any]]:
-    best: dict[str, dict[str, Any]] = {}
-    for repeat in range(passes):
-        for row in (plan if repeat % 2 == 0 else plan[::-1]):
-            log(f"  {row['name'].strip()} (pass {repeat + 1}/{passes})")
-            config = {key: row[key] for key in ("model", "engine", "threads", "predictor_options", "batch_size")}
-            count = iters if row["batch_size"] == 1 else max(10, iters // 15)
-            result = run_in_subprocess({**config, "warmup": max(5, count // 8), "iters": count})
-            if row["name"] not in best or result["p50_ms"] < best[row["name"]]["p50_ms"]:
-                best[row["name"]] = {**row, **result}
-    return [best[row["name"]] for row in plan]
+def print_table(planned: list[Planned], results: list[BenchRow], agree: dict[str, float]) -> None:
+    """Each row against the default int8 model and against OpenVINO on it, at the row's batch size."""
+    p50 = {plan.name: row.stats.p50_ms for plan, row in zip(planned, results)}
+    base = {1: p50["onnxruntime int8 (default)"], 64: p50["onnxruntime int8 (default), b64"]}
+    openvino = {batch: p50[name] for batch, name in ((1, "openvino int8"), (64, "openvino int8, b64")) if name in p50}
+    cells = []
+    for plan, row in zip(planned, results):
+        batch = row.config.batch_size
+        cells.append((plan.name, batch, f"{row.stats.p50_ms:.3f}", f"{row.stats.images_per_second:.0f}",
+                      f"{row.stats.p50_ms / base[batch]:.2f}×",
+                      f"{row.stats.p50_ms / openvino[batch]:.2f}×" if batch in openvino else "-",
+                      f"{100 * agree[plan.variant]:.1f} %" if plan.variant in agree else "-"))
+    print(format_table(["end to end", "batch", "p50 ms", "img/s", "vs default", "vs OpenVINO", "agree fp32"], cells))
 
 
 def main() -> None:
@@ -144,21 +162,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="resnet-edge-int8-study-") as folder:
         models = build_models(Path(folder), args.data_dir)
         agree = agreement(models)
-        results = measure(rows(models), args.iters, args.passes)
+        planned = study_rows(models, args.iters)
+        results = best_of_passes([plan.config for plan in planned], args.passes,
+                                 names=[plan.name.strip() for plan in planned], log=log)
     if args.json:
-        print(json.dumps({"results": results, "agreement": agree}, indent=2))
+        print(json.dumps({"results": [{"name": plan.name, "variant": plan.variant, **row.to_dict()}
+                                      for plan, row in zip(planned, results)], "agreement": agree}, indent=2))
         return
-    # Each row is compared with the default int8 model and with OpenVINO on it, at the row's batch size.
-    base = {r["batch_size"]: r["p50_ms"] for r in results if r["name"].startswith("onnxruntime int8 (default)")}
-    openvino = {r["batch_size"]: r["p50_ms"] for r in results if r["name"] in ("openvino int8", "openvino int8, b64")}
-    print(f"{'end to end':<44}{'batch':>6}{'p50 ms':>9}{'img/s':>8}{'vs default':>12}{'vs OpenVINO':>13}"
-          f"{'agree fp32':>12}")
-    for r in results:
-        batch = r["batch_size"]
-        vs_ov = f"{r['p50_ms'] / openvino[batch]:.2f}×" if batch in openvino else "-"
-        agree_text = f"{100 * agree[r['variant']]:.1f} %" if r["variant"] in agree else "-"
-        print(f"{r['name']:<44}{batch:>6}{r['p50_ms']:>9.3f}{r['images_per_second']:>8.0f}"
-              f"{r['p50_ms'] / base[batch]:>11.2f}×{vs_ov:>13}{agree_text:>12}")
+    print_table(planned, results, agree)
 
 
 if __name__ == "__main__":

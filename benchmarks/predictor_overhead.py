@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from resnet_edge.bench.passes import interleaved_timings
 from resnet_edge.data import load_sample
 from resnet_edge.metadata import INPUT_NAME, OUTPUT_NAME
-from resnet_edge.runtime.bench import interleaved_timings
 from resnet_edge.runtime.predictor import Predictor
 
 TARGET = 0.10

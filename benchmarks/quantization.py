@@ -11,8 +11,9 @@ every method is reported), then scores fp32 and int8 on the test split. The
 method with the best val top-1 (then agreement, then speed) is named the best:
 val, never test, picks it. Latency is the Predictor's end-to-end batch-1 p50
 of fp32 and of that int8 model, timed in alternating rounds in this process
-(``runtime.bench.interleaved_timings``) so machine noise hits both alike; batch
-64 throughput likewise.
+(``resnet_edge.bench.passes.interleaved_timings``) so machine noise hits both
+alike; batch 64 throughput likewise. A ``--raw-input`` model is calibrated on
+the raw pixels it takes.
 
     python benchmarks/quantization.py [MODEL.onnx] [--data-dir D] [--calib-size 512] [--iters 600]
                                       [--threads N] [--json]
@@ -35,12 +36,13 @@ from typing import Any
 
 import numpy as np
 
+from resnet_edge.bench.passes import interleaved_timings
 from resnet_edge.calibration import CifarCalibrationReader
+from resnet_edge.cli.table import format_table
 from resnet_edge.data import DATA_ENV_VAR, Split, load_sample, load_split, load_train_val
 from resnet_edge.export.accuracy_gate import compare, onnx_logits
 from resnet_edge.export.qdq import METHODS
 from resnet_edge.export.quantize import quantize_onnx
-from resnet_edge.runtime.bench import interleaved_timings
 from resnet_edge.runtime.predictor import Predictor
 
 TARGETS = {"test_drop_points": 0.3, "test_agreement": 0.99, "latency_ratio": 0.30, "size_ratio": 0.27,
@@ -73,15 +75,15 @@ def latency(fp32: Path, int8: Path, batch_size: int, iters: int, threads: int | 
 def run(model: Path, data_dir: str | None, calib_size: int, iters: int, threads: int | None,
         work: Path) -> dict[str, Any]:
     train, val, test = load_splits(data_dir)
-    class_names = Predictor(model).class_names
+    metadata = Predictor(model).metadata
     fp32_test = onnx_logits(model, test)
     methods = []
     for method in METHODS:
         output = work / f"{method}.int8.onnx"
-        reader = CifarCalibrationReader.from_training_split(train, size=calib_size)
+        reader = CifarCalibrationReader.from_training_split(train, size=calib_size, raw_pixels=metadata.raw_input)
         log(f"quantizing with {method} ...")
         result = quantize_onnx(model, output, reader, val, method=method, max_drop=100.0, log=lambda line: None)
-        on_test = compare(fp32_test, onnx_logits(output, test), test, class_names)
+        on_test = compare(fp32_test, onnx_logits(output, test), test, metadata.class_names)
         methods.append({
             "method": method,
             "output": output,
@@ -107,13 +109,11 @@ def print_report(report: dict[str, Any]) -> None:
           f"(train split); CPU {report['methods'][0]['cpu']}")
     header = ("method", "quantize s", "val fp32", "val int8", "test fp32", "test int8", "test drop", "agreement",
               "size")
-    print("  ".join(f"{h:>10}" for h in header))
-    for m in report["methods"]:
-        row = (m["method"], f"{m['quantize_seconds']:.1f}", f"{100 * m['val']['fp32_top1']:.2f}",
-               f"{100 * m['val']['int8_top1']:.2f}", f"{100 * m['test']['fp32_top1']:.2f}",
-               f"{100 * m['test']['int8_top1']:.2f}", f"{m['test']['drop_points']:+.2f}",
-               f"{100 * m['test']['agreement']:.2f}", f"{m['size_ratio']:.3f}×")
-        print("  ".join(f"{cell:>10}" for cell in row))
+    print(format_table(header, [
+        (m["method"], f"{m['quantize_seconds']:.1f}", f"{100 * m['val']['fp32_top1']:.2f}",
+         f"{100 * m['val']['int8_top1']:.2f}", f"{100 * m['test']['fp32_top1']:.2f}",
+         f"{100 * m['test']['int8_top1']:.2f}", f"{m['test']['drop_points']:+.2f}",
+         f"{100 * m['test']['agreement']:.2f}", f"{m['size_ratio']:.3f}×") for m in report["methods"]]))
     best = next(m for m in report["methods"] if m["method"] == report["best_on_val"])
     b1, b64 = report["batch1"], report["batch64"]
     print(f"best on val: {best['method']}")

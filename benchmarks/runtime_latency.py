@@ -13,11 +13,12 @@ the default ``resnet-edge quantize`` int8 model; and the candidate that
 ``quantize --per-tensor``: preprocessing inside the graph, one weight scale per
 tensor), both calibrated on 512 training images (full data when $RESNET_EDGE_DATA or
 --data-dir is set, else the built-in sample) behind the accuracy gate. Every
-row runs in a fresh process (``resnet_edge.bench_worker``), end to end from
+row runs in a fresh process (``resnet_edge.bench.worker``), end to end from
 uint8 images to probabilities. Batch 1 uses all cores; batch 64 runs both in
 latency mode (all cores, one stream) and in throughput mode (``--threads 1
 --streams <cores>``). The rows run twice in alternating order and the better
-median of each is kept, so a burst of background load does not decide a ratio.
+median of each is kept (``resnet_edge.bench.passes.best_of_passes``), so a burst
+of background load does not decide a ratio.
 
     python benchmarks/runtime_latency.py [--data-dir D] [--iters 300] [--json]
 
@@ -38,21 +39,22 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import onnxruntime as ort
 
-from resnet_edge.bench_worker import run_in_subprocess
+from resnet_edge.bench.passes import best_of_passes
+from resnet_edge.bench.rows import BenchConfig, BenchRow
 from resnet_edge.calibration import CifarCalibrationReader
+from resnet_edge.cli.table import format_table
 from resnet_edge.data import DATA_ENV_VAR, load_sample, load_train_val
 from resnet_edge.export import export_onnx
 from resnet_edge.export.quantize import quantize_onnx
 from resnet_edge.reference import reference_checkpoint
-from resnet_edge.runtime.session import DEFAULT_PROVIDERS, usable_cores
+from resnet_edge.runtime.session import CPU_PROVIDER, OPENVINO_PROVIDER, usable_cores
 
 TARGETS = {"int8_vs_torch_fp32": 0.10, "int8_vs_openvino_int8": 1.0, "batch64_vs_openvino_int8": 1.0}
 RAW_PER_TENSOR = "int8 raw-input per-tensor"
-CPU, OPENVINO_EP = DEFAULT_PROVIDERS[0], "OpenVINOExecutionProvider"
+Named = tuple[str, BenchRow]  # a row and the name the table prints for it
 
 
 def log(line: str) -> None:
@@ -72,20 +74,23 @@ def prepare(work: Path, data_dir: str | None) -> dict[str, Path]:
     for name, source, per_channel in (("int8", "fp32", True), (RAW_PER_TENSOR, "fp32 raw-input", False)):
         models[name] = work / f"{name.replace(' ', '_')}.onnx"
         log(f"quantizing: {name}")
-        quantize_onnx(models[source], models[name], CifarCalibrationReader.from_training_split(train, size=512), val,
-                      per_channel=per_channel, log=log)
+        reader = CifarCalibrationReader.from_training_split(train, size=512, raw_pixels=source == "fp32 raw-input")
+        quantize_onnx(models[source], models[name], reader, val, per_channel=per_channel, log=log)
     return models
 
 
-def plan(models: dict[str, Path], iters: int) -> list[dict[str, Any]]:
-    """(name, model, engine, provider, batch size, threads, streams) rows; batch 64 also in throughput mode."""
+def plan(models: dict[str, Path], iters: int, threads: int | None) -> tuple[list[str], list[BenchConfig]]:
+    """Each row's name and config: every engine at batch 1 and 64, and batch 64 also in throughput mode.
+
+    ``threads`` (None: all cores) applies to the one-stream rows; throughput rows keep one thread per stream.
+    """
     cores = usable_cores()
-    engines = [("torch fp32", "pt", "torch", None), ("onnxruntime fp32", "fp32", "onnxruntime", CPU),
-               ("onnxruntime int8", "int8", "onnxruntime", CPU),
-               (f"onnxruntime {RAW_PER_TENSOR}", RAW_PER_TENSOR, "onnxruntime", CPU)]
-    if OPENVINO_EP in ort.get_available_providers():
-        engines += [("onnxruntime int8, OpenVINO EP", "int8", "onnxruntime", OPENVINO_EP),
-                    (f"onnxruntime {RAW_PER_TENSOR}, OpenVINO EP", RAW_PER_TENSOR, "onnxruntime", OPENVINO_EP)]
+    engines = [("torch fp32", "pt", "torch", None), ("onnxruntime fp32", "fp32", "onnxruntime", CPU_PROVIDER),
+               ("onnxruntime int8", "int8", "onnxruntime", CPU_PROVIDER),
+               (f"onnxruntime {RAW_PER_TENSOR}", RAW_PER_TENSOR, "onnxruntime", CPU_PROVIDER)]
+    if OPENVINO_PROVIDER in ort.get_available_providers():
+        engines += [("onnxruntime int8, OpenVINO EP", "int8", "onnxruntime", OPENVINO_PROVIDER),
+                    (f"onnxruntime {RAW_PER_TENSOR}, OpenVINO EP", RAW_PER_TENSOR, "onnxruntime", OPENVINO_PROVIDER)]
     else:
         log("this onnxruntime has no OpenVINO execution provider: its rows are left out "
             "(pip install onnxruntime-openvino in place of onnxruntime)")
@@ -94,60 +99,55 @@ def plan(models: dict[str, Path], iters: int) -> list[dict[str, Any]]:
                     (f"openvino {RAW_PER_TENSOR}", RAW_PER_TENSOR, "openvino", None)]
     else:
         log("openvino is not installed: its rows are left out (pip install 'resnet-edge[openvino]')")
-    modes = [("", 1, None, 1), ("", 64, None, 1)]  # (name suffix, batch, threads, streams)
+    modes = [("", 1, threads, 1), ("", 64, threads, 1)]  # (name suffix, batch, threads, streams)
     if cores > 1:
         modes.append((f", {cores} streams", 64, 1, cores))
-    return [{"name": name + suffix, "model": str(models[key]), "engine": engine, "provider": provider,
-             "batch_size": batch, "threads": threads, "streams": streams,
-             "iters": iters if batch == 1 else max(10, iters // 15)}
-            for name, key, engine, provider in engines
-            for suffix, batch, threads, streams in modes if streams == 1 or engine != "torch"]
+    names, configs = [], []
+    for name, key, engine, provider in engines:
+        for suffix, batch, mode_threads, streams in modes:
+            if streams > 1 and engine == "torch":
+                continue
+            count = iters if batch == 1 else max(10, iters // 15)
+            names.append(name + suffix)
+            configs.append(BenchConfig(str(models[key]), engine, batch, mode_threads, streams,
+                                       warmup=max(5, count // 10), iters=count, provider=provider))
+    return names, configs
 
 
-def measure(rows: list[dict[str, Any]], threads: int | None) -> list[dict[str, Any]]:
-    best: dict[tuple[str, int], dict[str, Any]] = {}
-    for repeat in range(2):
-        for row in (rows if repeat == 0 else rows[::-1]):
-            log(f"  {row['name']}, batch {row['batch_size']} (pass {repeat + 1}/2) ...")
-            config = {key: row[key]
-                      for key in ("model", "engine", "provider", "batch_size", "threads", "streams", "iters")}
-            if threads is not None and row["streams"] == 1:  # throughput rows keep one thread per stream
-                config["threads"] = threads
-            result = run_in_subprocess({**config, "warmup": max(5, row["iters"] // 10)})
-            key = (row["name"], row["batch_size"])
-            if key not in best or result["p50_ms"] < best[key]["p50_ms"]:
-                best[key] = {**row, **result}
-    return [best[(row["name"], row["batch_size"])] for row in rows]
-
-
-def ratios(results: list[dict[str, Any]], provider: str | None = None
+def ratios(results: list[Named], provider: str | None = None
            ) -> tuple[dict[str, float], dict[int, tuple[str, str | None]]]:
     """The target ratios, and which rows each batch size compared (ours, OpenVINO's).
 
     Ours are the onnxruntime rows, on any execution provider or only on ``provider``.
     """
-    def fastest(engine: str, precision: str, batch: int) -> dict[str, Any] | None:
+    def fastest(engine: str, precision: str, batch: int) -> Named | None:
         """An engine's fastest row for ``precision`` at ``batch``, over its files, modes and providers.
 
         Fastest by the measure its ratio takes: p50 latency at batch 1, throughput at batch 64.
         """
-        rows = [r for r in results
-                if (r["engine"], r["precision"], r["batch_size"]) == (engine, precision, batch)
-                and (engine != "onnxruntime" or provider in (None, r["provider"]))]
+        rows = [(name, row) for name, row in results
+                if (row.config.engine, row.result.precision, row.config.batch_size) == (engine, precision, batch)
+                and (engine != "onnxruntime" or provider in (None, row.config.provider))]
         if not rows:
             return None
-        return min(rows, key=lambda r: r["p50_ms"]) if batch == 1 else max(rows, key=lambda r: r["images_per_second"])
+        if batch == 1:
+            return min(rows, key=lambda named: named[1].stats.p50_ms)
+        return max(rows, key=lambda named: named[1].stats.images_per_second)
+
+    def p50(named: Named | None) -> float:
+        assert named is not None, "plan() measures every row a ratio compares"
+        return named[1].stats.p50_ms
 
     ours = {batch: fastest("onnxruntime", "int8", batch) for batch in (1, 64)}
     fp32 = fastest("onnxruntime", "fp32", 1)
-    out = {"int8_vs_torch_fp32": ours[1]["p50_ms"] / fastest("torch", "fp32", 1)["p50_ms"],
-           "int8_vs_onnxruntime_fp32": ours[1]["p50_ms"] / fp32["p50_ms"]}
+    out = {"int8_vs_torch_fp32": p50(ours[1]) / p50(fastest("torch", "fp32", 1)),
+           "int8_vs_onnxruntime_fp32": p50(ours[1]) / p50(fp32)}
     theirs = {batch: fastest("openvino", "int8", batch) for batch in (1, 64)}
     if theirs[1] is not None:
-        out["int8_vs_openvino_int8"] = ours[1]["p50_ms"] / theirs[1]["p50_ms"]
-        out["batch64_vs_openvino_int8"] = ours[64]["images_per_second"] / theirs[64]["images_per_second"]
-        out["fp32_vs_openvino_fp32"] = fp32["p50_ms"] / fastest("openvino", "fp32", 1)["p50_ms"]
-    return out, {batch: (ours[batch]["name"], theirs[batch]["name"] if theirs[batch] else None) for batch in (1, 64)}
+        out["int8_vs_openvino_int8"] = p50(ours[1]) / p50(theirs[1])
+        out["batch64_vs_openvino_int8"] = ours[64][1].stats.images_per_second / theirs[64][1].stats.images_per_second
+        out["fp32_vs_openvino_fp32"] = p50(fp32) / p50(fastest("openvino", "fp32", 1))
+    return out, {batch: (ours[batch][0], theirs[batch][0] if theirs[batch] else None) for batch in (1, 64)}
 
 
 def print_ratios(summary: dict[str, float], compared: dict[int, tuple[str, str | None]]) -> None:
@@ -164,6 +164,12 @@ def print_ratios(summary: dict[str, float], compared: dict[int, tuple[str, str |
               f"{'met' if met else 'NOT MET'}")
 
 
+def table(results: list[Named]) -> str:
+    return format_table(["engine", "batch", "p50 ms", "p90 ms", "img/s", "peak RSS MB"], [
+        (name, row.config.batch_size, f"{row.stats.p50_ms:.3f}", f"{row.stats.p90_ms:.3f}",
+         f"{row.stats.images_per_second:.0f}", f"{row.result.peak_rss_mb:.0f}") for name, row in results])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
@@ -173,22 +179,22 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="resnet-edge-latency-") as folder:
         models = prepare(Path(folder), args.data_dir)
-        results = measure(plan(models, args.iters), args.threads)
+        names, configs = plan(models, args.iters, args.threads)
+        rows = best_of_passes(configs, 2, names=[f"{n}, batch {c.batch_size}" for n, c in zip(names, configs)],
+                              log=log)
+    results = list(zip(names, rows))
     summary, compared = ratios(results)
     # With the OpenVINO EP in the comparison, also show where onnxruntime's own CPU kernels stand.
-    with_ep = any(r["provider"] not in (None, CPU) for r in results)
-    on_cpu = ratios(results, CPU) if with_ep else None
+    with_ep = any(row.config.provider not in (None, CPU_PROVIDER) for row in rows)
+    on_cpu = ratios(results, CPU_PROVIDER) if with_ep else None
     if args.json:
-        report = {"results": results, "ratios": summary, "compared": compared}
+        report = {"results": [{"name": name, **row.to_dict()} for name, row in results], "ratios": summary,
+                  "compared": compared}
         if on_cpu is not None:
             report["cpu_provider"] = {"ratios": on_cpu[0], "compared": on_cpu[1]}
         print(json.dumps(report, indent=2))
         return
-    width = max(len(r["name"]) for r in results) + 2
-    print(f"{'engine':<{width}}{'batch':>6}{'p50 ms':>10}{'p90 ms':>10}{'img/s':>10}{'peak RSS MB':>13}")
-    for r in results:
-        print(f"{r['name']:<{width}}{r['batch_size']:>6}{r['p50_ms']:>10.3f}{r['p90_ms']:>10.3f}"
-              f"{r['images_per_second']:>10.0f}{r['peak_rss_mb']:>13.0f}")
+    print(table(results))
     print_ratios(summary, compared)
     if on_cpu is not None:
         print("on onnxruntime's CPU execution provider alone:")

@@ -46,8 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from resnet_edge.augment import normalize, to_nchw
-from resnet_edge.cifar10 import IMAGE_SIZE
+from resnet_edge.augment import normalize_batch, to_nchw
+from resnet_edge.cifar10 import IMAGE_SIZE, MEAN, STD
 from resnet_edge.data import Split, load_sample
 from resnet_edge.model import ResNet18
 from resnet_edge.train import (
@@ -77,7 +77,7 @@ def make_step(sample: Split, batch_size: int, total_steps: int, seed: int, naive
     generator = torch.Generator().manual_seed(seed)
     uint8_nchw = to_nchw(torch.from_numpy(sample.images))
     labels = torch.from_numpy(sample.labels)
-    floats = normalize(uint8_nchw) if naive else None  # (a) keeps normalized float32, as a Dataset would
+    floats = normalize_batch(uint8_nchw, MEAN, STD) if naive else None  # (a) keeps normalized float32, as a Dataset would
 
     def naive_batch(index: Tensor) -> Tensor:
         crops = []
@@ -93,7 +93,7 @@ def make_step(sample: Split, batch_size: int, total_steps: int, seed: int, naive
     def step() -> float:
         start = time.perf_counter()
         index = torch.randperm(len(labels), generator=generator)[:batch_size]
-        x = naive_batch(index) if naive else prepare_batch(uint8_nchw, index, generator, memory_format)
+        x = naive_batch(index) if naive else prepare_batch(uint8_nchw, index, generator, memory_format, MEAN, STD)
         y = labels[index]
         data_seconds = time.perf_counter() - start
         train_step(model, x, y, criterion, optimizer, scheduler, scaler, autocast_dtype)

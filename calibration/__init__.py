@@ -1,10 +1,27 @@
 """Calibration data for static int8 quantization: class-balanced training images, preprocessed as at inference.
 
-Imports numpy and onnxruntime only, never torch (onnxruntime's quantization
-module needs the ``onnx`` package as well).
+Imports numpy and onnxruntime only, never torch. The reader subclasses onnxruntime's
+``CalibrationDataReader``, whose module needs the ``onnx`` package as well, so names
+are imported on first use: ``resnet_edge.calibration.selection`` (and the CLI's
+``--help``) work on the light install.
 """
 
-from resnet_edge.calibration.reader import CifarCalibrationReader
-from resnet_edge.calibration.selection import balanced_indices
+from __future__ import annotations
 
-__all__ = ["CifarCalibrationReader", "balanced_indices"]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "CalibrationReader": "reader",
+    "CifarCalibrationReader": "reader",
+    "DEFAULT_CALIBRATION_IMAGES": "selection",
+    "balanced_indices": "selection",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

@@ -12,8 +12,11 @@ import numpy as np
 
 from resnet_edge.cifar10 import CLASS_NAMES, NUM_CLASSES
 
+# 512 images calibrate the reference model as well as the whole split would (benchmarks/quantization.py).
+DEFAULT_CALIBRATION_IMAGES = 512
 
-def balanced_indices(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+
+def balanced_indices(labels: np.ndarray, size: int = DEFAULT_CALIBRATION_IMAGES, seed: int = 0) -> np.ndarray:
     """Sorted int64 indices of ``size`` images spread as evenly as possible over the classes.
 
     Each class gets ``size // 10`` images; when ``size`` is not a multiple of 10 a

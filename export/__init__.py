@@ -11,7 +11,6 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "DEFAULT_OPSET": "onnx_export",
     "ExportResult": "onnx_export",
     "export_onnx": "onnx_export",
     "model_to_onnx_bytes": "onnx_export",

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from resnet_edge.data import Split
+from resnet_edge.metrics import classification_report
 from resnet_edge.runtime.predictor import Predictor
 
 
@@ -50,21 +51,17 @@ def onnx_logits(model_path: str | Path, split: Split, threads: int | None = None
 
 def compare(fp32_logits: np.ndarray, int8_logits: np.ndarray, split: Split,
             class_names: tuple[str, ...]) -> AccuracyComparison:
-    """The comparison of two models' logits over ``split``."""
-    fp32_pred, int8_pred = fp32_logits.argmax(1), int8_logits.argmax(1)
-    deltas = {}
-    for index, name in enumerate(class_names):
-        mask = split.labels == index
-        if mask.any():
-            fp32_acc = (fp32_pred[mask] == index).mean()
-            int8_acc = (int8_pred[mask] == index).mean()
-            deltas[name] = round(100.0 * float(int8_acc - fp32_acc), 4)
+    """The comparison of two models' logits over ``split`` (classes without images have no delta)."""
+    fp32 = classification_report(fp32_logits, split.labels, class_names)
+    int8 = classification_report(int8_logits, split.labels, class_names)
+    deltas = {name: round(100.0 * (int8["per_class"][name] - accuracy), 4)
+              for name, accuracy in fp32["per_class"].items() if accuracy is not None}
     return AccuracyComparison(
         split=split.name,
         source=split.source,
         images=len(split),
-        fp32_top1=float((fp32_pred == split.labels).mean()),
-        int8_top1=float((int8_pred == split.labels).mean()),
-        agreement=float((fp32_pred == int8_pred).mean()),
+        fp32_top1=fp32["top1"],
+        int8_top1=int8["top1"],
+        agreement=float((fp32_logits.argmax(1) == int8_logits.argmax(1)).mean()),
         per_class_delta=deltas,
     )

@@ -5,14 +5,14 @@ x86 CPUs without VNNI multiply uint8 × int8 pairs with ``VPMADDUBSW``, whose
 onnxruntime's guidance is to quantize weights to 7 bits (``reduce_range``) there.
 CPUs with AVX-512 VNNI or AVX-VNNI accumulate in 32 bits and need no reduction.
 ARM CPUs have their own int8 dot products (SDOT/UDOT) and prefer signed activations.
-Reads ``/proc/cpuinfo`` on Linux; elsewhere falls back to the machine type only.
+Reads ``/proc/cpuinfo`` through ``resnet_edge.cpu``; elsewhere falls back to the machine type only.
 """
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
-from pathlib import Path
+
+from resnet_edge.cpu import parse_cpuinfo, this_cpu
 
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 _X86 = ("x86_64", "amd64", "i386", "i686", "x86")
@@ -37,16 +37,8 @@ class CpuInt8Support:
 
 def cpu_int8_support(cpuinfo: str | None = None) -> CpuInt8Support:
     """Inspect this CPU (or the given ``/proc/cpuinfo`` text)."""
-    machine = platform.machine().lower()
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith(("flags", "Features")):
-            flags.update(line.split(":", 1)[1].split())
+    cpu = this_cpu() if cpuinfo is None else parse_cpuinfo(cpuinfo)
+    machine, flags = cpu.machine, cpu.flags
     if machine in _ARM or "asimd" in flags:
         return CpuInt8Support("arm", vnni=False, flags=tuple(f for f in ("asimddp", "i8mm") if f in flags))
     if machine in _X86 or "sse2" in flags:

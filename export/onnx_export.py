@@ -32,18 +32,26 @@ import onnx
 import torch
 
 from resnet_edge import __version__
-from resnet_edge.checkpoint import load_checkpoint, model_from_checkpoint, normalization_of
-from resnet_edge.cifar10 import CHANNELS, CLASS_NAMES, IMAGE_SIZE
+from resnet_edge.checkpoint import class_names_of, load_checkpoint, model_from_checkpoint, normalization_of
+from resnet_edge.cifar10 import CHANNELS, IMAGE_SIZE
 from resnet_edge.data import load_sample
 from resnet_edge.errors import ExportError
 from resnet_edge.export.onnx_metadata import with_props_checked
 from resnet_edge.export.parity import PARITY_BATCHES, ParityReport, check_parity
 from resnet_edge.files import atomic_write_bytes, file_sha256
-from resnet_edge.metadata import BATCH_AXIS_NAME, INPUT_LAYOUT, INPUT_NAME, OUTPUT_NAME, RAW_INPUT_LAYOUT, ModelMetadata
-from resnet_edge.runtime.preprocess import normalize
+from resnet_edge.metadata import (
+    BATCH_AXIS_NAME,
+    DEFAULT_OPSET,
+    INPUT_LAYOUT,
+    INPUT_NAME,
+    MAX_OPSET,
+    MIN_OPSET,
+    OUTPUT_NAME,
+    RAW_INPUT_LAYOUT,
+    ModelMetadata,
+)
+from resnet_edge.normalization import affine, normalize
 
-DEFAULT_OPSET = 17
-MIN_OPSET, MAX_OPSET = 13, 20
 TRACE_BATCH = 2
 
 
@@ -62,10 +70,10 @@ class RawPixels(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         self.model = model
-        # One multiply-add per pixel, the same arithmetic as runtime.preprocess.normalize.
-        std_t, mean_t = torch.tensor(std), torch.tensor(mean)
-        self.register_buffer("scale", (1.0 / (255.0 * std_t)).view(1, 3, 1, 1))
-        self.register_buffer("shift", (-mean_t / std_t).view(1, 3, 1, 1))
+        # One multiply-add per pixel with resnet_edge.normalization's own scale and shift.
+        scale, shift = affine(mean, std)
+        self.register_buffer("scale", torch.from_numpy(scale.copy())[None])
+        self.register_buffer("shift", torch.from_numpy(shift.copy())[None])
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = pixels.permute(0, 3, 1, 2).float() * self.scale + self.shift
@@ -135,7 +143,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = DEFAULT
     if raw_input:
         model = RawPixels(model, mean, std).eval()
     metadata = ModelMetadata(
-        class_names=tuple(payload.get("class_names", CLASS_NAMES)),
+        class_names=class_names_of(payload),
         mean=mean,
         std=std,
         image_size=IMAGE_SIZE,

@@ -29,7 +29,6 @@ from resnet_edge.extras import require
 
 METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_METHOD = "minmax"
-DEFAULT_CALIBRATION_IMAGES = 512
 PERCENTILE = 99.999  # of |activation| values, for the percentile method
 ACTIVATION_TYPES = ("uint8", "int8")
 # Operator types whose nodes the fallback may keep in fp32: the ones that carry weights or merge branches.

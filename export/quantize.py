@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resnet_edge.data import Split
-from resnet_edge.errors import MetadataError, ResnetEdgeError
+from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.export.accuracy_gate import AccuracyComparison, compare, onnx_logits
 from resnet_edge.export.cpu_features import CpuInt8Support, cpu_int8_support
 from resnet_edge.export.qdq import (
@@ -50,6 +50,10 @@ from resnet_edge.metadata import (
 )
 from resnet_edge.runtime.bench import measure_latency
 from resnet_edge.runtime.predictor import Predictor
+from resnet_edge.runtime.session import read_metadata_props
+
+if TYPE_CHECKING:
+    from resnet_edge.calibration import CalibrationReader
 
 DEFAULT_MAX_DROP = 0.5
 SENSITIVITY_IMAGES = 64  # calibration images run through both models to rank nodes
@@ -102,15 +106,6 @@ class QuantizationResult:
         }
 
 
-def read_metadata_props(model_path: Path) -> dict[str, str]:
-    onnx = require("onnx", "quantize", "int8 quantization")
-    try:
-        proto = onnx.load(str(model_path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and friends for files that are not ONNX
-        raise MetadataError(f"cannot read {model_path} as an ONNX model: {str(exc).splitlines()[0]}") from None
-    return {prop.key: prop.value for prop in proto.metadata_props}
-
-
 def _with_metadata(model_path: Path, props: dict[str, str]) -> bytes:
     """The model at ``model_path`` with exactly ``props`` as metadata, after the full ONNX checker."""
     onnx = require("onnx", "quantize", "int8 quantization")
@@ -123,10 +118,44 @@ def _batch1_p50_ms(model_path: Path) -> float:
     return measure_latency(Predictor(model_path), batch_size=1, warmup=20, iters=200).p50_ms
 
 
+@dataclass(frozen=True)
+class _Work:
+    """The files of one quantization, in a temporary folder."""
+
+    folder: Path
+
+    @property
+    def preprocessed(self) -> Path:
+        return self.folder / "preprocessed.onnx"
+
+    @property
+    def candidate(self) -> Path:
+        return self.folder / "int8.onnx"
+
+    @property
+    def all_int8(self) -> Path:  # the fully quantized model, kept while the fallback tries others
+        return self.folder / "all-int8.onnx"
+
+    @property
+    def ranges(self) -> Path:  # the calibration cache
+        return self.folder / "ranges.json"
+
+
+class _Gate:
+    """fp32 and int8 accuracy on the evaluation split; the fp32 logits are computed once."""
+
+    def __init__(self, fp32_model: Path, split: Split, class_names: tuple[str, ...]) -> None:
+        self.split, self.class_names = split, class_names
+        self.fp32_logits = onnx_logits(fp32_model, split)
+
+    def measure(self, int8_model: Path) -> AccuracyComparison:
+        return compare(self.fp32_logits, onnx_logits(int8_model, self.split), self.split, self.class_names)
+
+
 def quantize_onnx(
     model: str | Path,
     output: str | Path,
-    reader: Any,
+    reader: CalibrationReader,
     eval_split: Split,
     *,
     method: str | None = None,
@@ -140,11 +169,47 @@ def quantize_onnx(
 ) -> QuantizationResult:
     """Quantize the fp32 ``model`` to ``output`` if int8 loses at most ``max_drop`` top-1 points on ``eval_split``.
 
-    ``reader`` is a ``CifarCalibrationReader`` (its ``description`` goes into the
-    metadata). Raises :class:`AccuracyGateError`, writing nothing, when the drop
-    stays above ``max_drop`` (after the fallback, when enabled).
+    ``reader`` feeds the calibration batches as the model takes them (``reader.raw_pixels`` must
+    match a ``--raw-input`` model); its ``description`` goes into the metadata. Raises
+    :class:`AccuracyGateError`, writing nothing, when the drop stays above ``max_drop`` (after
+    the fallback, when enabled).
     """
     model, output = Path(model), Path(output)
+    props = _check_inputs(model, output, reader, max_drop)
+    cpu = cpu or cpu_int8_support()
+    settings, note = settings_for_cpu(cpu, method or DEFAULT_METHOD, per_channel, reduce_range, activation_type)
+    notes = [note] if note else []
+    for line in notes:
+        log(f"note: {line}")
+    with tempfile.TemporaryDirectory(prefix="resnet-edge-quantize-") as tmp:
+        work = _Work(Path(tmp))
+        log(f"calibrating ({settings.method}) on {reader.description}; CPU: {cpu.describe()}")
+        started = time.perf_counter()
+        preprocess(model, work.preprocessed)
+        quantize_qdq(work.preprocessed, work.candidate, settings, reader, work.ranges)
+        seconds = time.perf_counter() - started
+        log(f"quantized in {seconds:.1f} s; evaluating fp32 and int8 on {len(eval_split)} {eval_split.name} "
+            f"images ({eval_split.source})")
+        gate = _Gate(model, eval_split, ModelMetadata.from_props(props, str(model)).class_names)
+        first = comparison = gate.measure(work.candidate)
+        log(f"int8: {first.summary()}")
+        steps: list[FallbackStep] = []
+        if comparison.drop > max_drop and fallback:
+            settings, comparison, steps = _fall_back(work, settings, reader, gate, comparison, max_drop, log)
+        if comparison.drop > max_drop:
+            raise _gate_error(comparison, steps, max_drop, fallback, output)
+        fallback_cost = _fallback_cost(work) if steps else None
+        data = _with_metadata(work.candidate, _int8_props(props, settings, cpu, reader, comparison))
+    atomic_write_bytes(output, data)
+    return QuantizationResult(
+        output=output, settings=settings, cpu=cpu.describe(), calibration=reader.description,
+        comparison=comparison, first_comparison=first, fp32_bytes=model.stat().st_size, int8_bytes=len(data),
+        seconds=seconds, notes=notes, fallback=steps, fallback_cost=fallback_cost,
+    )
+
+
+def _check_inputs(model: Path, output: Path, reader: CalibrationReader, max_drop: float) -> dict[str, str]:
+    """The fp32 model's metadata props, after refusing anything that cannot give a good int8 model."""
     if not model.is_file():
         raise ResnetEdgeError(f"model not found: {model}")
     if max_drop < 0:
@@ -155,92 +220,71 @@ def quantize_onnx(
         raise ResnetEdgeError(f"{model} is already {metadata.precision}; quantize the fp32 model it came from")
     if output.resolve() == model.resolve():
         raise ResnetEdgeError(f"--output {output} is the input model; choose another file for the int8 model")
-    reader.raw_pixels = metadata.raw_input  # calibrate with exactly what the model takes
-    cpu = cpu or cpu_int8_support()
-    settings, note = settings_for_cpu(cpu, method or DEFAULT_METHOD, per_channel, reduce_range, activation_type)
-    notes = [note] if note else []
-    for line in notes:
-        log(f"note: {line}")
-
-    with tempfile.TemporaryDirectory(prefix="resnet-edge-quantize-") as tmp:
-        work = Path(tmp)
-        preprocessed, candidate, cache = work / "preprocessed.onnx", work / "int8.onnx", work / "ranges.json"
-        log(f"calibrating ({settings.method}) on {reader.description}; CPU: {cpu.describe()}")
-        started = time.perf_counter()
-        preprocess(model, preprocessed)
-        quantize_qdq(preprocessed, candidate, settings, reader, cache)
-        seconds = time.perf_counter() - started
-        log(f"quantized in {seconds:.1f} s; evaluating fp32 and int8 on {len(eval_split)} {eval_split.name} "
-            f"images ({eval_split.source})")
-
-        fp32_logits = onnx_logits(model, eval_split)
-
-        def measure(path: Path) -> AccuracyComparison:
-            return compare(fp32_logits, onnx_logits(path, eval_split), eval_split, metadata.class_names)
-
-        first = comparison = measure(candidate)
-        log(f"int8: {first.summary()}")
-        steps: list[FallbackStep] = []
-        all_int8 = work / "all-int8.onnx"
-        if comparison.drop > max_drop and fallback:
-            candidate.replace(all_int8)
-            ranking = _ranking(preprocessed, all_int8, reader, work)
-            log(f"fallback: int8 loses {comparison.drop:.2f} points > --max-drop {max_drop}; keeping the most "
-                f"sensitive of {len(ranking)} nodes in fp32 one at a time")
-            for node in ranking:
-                settings = settings.with_fp32_nodes((*settings.fp32_nodes, node.name))
-                quantize_qdq(preprocessed, candidate, settings, reader, cache)
-                comparison = measure(candidate)
-                steps.append(FallbackStep(node.name, node.op_type, comparison.drop, comparison.agreement))
-                log(f"  fp32 {node.name} ({node.op_type}): drop {comparison.drop:+.2f} points, "
-                    f"agreement {100 * comparison.agreement:.2f} %")
-                if comparison.drop <= max_drop:
-                    break
-        if comparison.drop > max_drop:
-            tried = f" even with {len(steps)} nodes kept in fp32" if steps else ""
-            hint = "" if fallback else "; pass --fallback to keep sensitive nodes in fp32,"
-            raise AccuracyGateError(
-                f"int8 loses {comparison.drop:.2f} top-1 points on {eval_split.name} (fp32 "
-                f"{100 * comparison.fp32_top1:.2f} %, int8 {100 * comparison.int8_top1:.2f} %){tried}, more than "
-                f"--max-drop {max_drop}{hint} or try another --method or more calibration images; "
-                f"nothing written to {output}"
-            )
-        fallback_cost = None
-        if steps:
-            fallback_cost = {
-                "all_int8_bytes": all_int8.stat().st_size,
-                "bytes": candidate.stat().st_size,
-                "all_int8_batch1_p50_ms": _batch1_p50_ms(all_int8),
-                "batch1_p50_ms": _batch1_p50_ms(candidate),
-            }
-        result = QuantizationResult(
-            output=output,
-            settings=settings,
-            cpu=cpu.describe(),
-            calibration=reader.description,
-            comparison=comparison,
-            first_comparison=first,
-            fp32_bytes=model.stat().st_size,
-            int8_bytes=0,
-            seconds=seconds,
-            notes=notes,
-            fallback=steps,
-            fallback_cost=fallback_cost,
-        )
-        int8_props = {
-            **props,
-            KEY_PRECISION: "int8",
-            KEY_QUANTIZATION: json.dumps({**settings.to_dict(), "cpu": cpu.describe()}),
-            KEY_CALIBRATION: reader.description,
-            KEY_INT8_ACCURACY: json.dumps(_accuracy_record(comparison)),
-        }
-        data = _with_metadata(candidate, int8_props)
-    atomic_write_bytes(output, data)
-    result.int8_bytes = len(data)
-    return result
+    if bool(reader.raw_pixels) != metadata.raw_input:
+        # Calibrating on anything but what the model takes would fix every activation range wrongly.
+        takes, serves = ("raw uint8 pixels", "normalized floats") if metadata.raw_input else \
+            ("normalized floats", "raw uint8 pixels")
+        raise ResnetEdgeError(f"{model} takes {takes} but the calibration reader serves {serves}; build the "
+                              f"reader with raw_pixels={metadata.raw_input}")
+    return props
 
 
-def _ranking(preprocessed: Path, qdq_model: Path, reader: Any, work: Path) -> list[NodeSensitivity]:
+def _fall_back(work: _Work, settings: QuantizationSettings, reader: CalibrationReader, gate: _Gate,
+               comparison: AccuracyComparison, max_drop: float,
+               log: Callable[[str], None]) -> tuple[QuantizationSettings, AccuracyComparison, list[FallbackStep]]:
+    """Keep the most sensitive nodes in fp32, one at a time, until the drop is within ``max_drop``."""
+    work.candidate.replace(work.all_int8)
+    ranking = _ranking(work.preprocessed, work.all_int8, reader, work.folder)
+    log(f"fallback: int8 loses {comparison.drop:.2f} points > --max-drop {max_drop}; keeping the most "
+        f"sensitive of {len(ranking)} nodes in fp32 one at a time")
+    steps = []
+    for node in ranking:
+        settings = settings.with_fp32_nodes((*settings.fp32_nodes, node.name))
+        quantize_qdq(work.preprocessed, work.candidate, settings, reader, work.ranges)
+        comparison = gate.measure(work.candidate)
+        steps.append(FallbackStep(node.name, node.op_type, comparison.drop, comparison.agreement))
+        log(f"  fp32 {node.name} ({node.op_type}): drop {comparison.drop:+.2f} points, "
+            f"agreement {100 * comparison.agreement:.2f} %")
+        if comparison.drop <= max_drop:
+            break
+    return settings, comparison, steps
+
+
+def _gate_error(comparison: AccuracyComparison, steps: list[FallbackStep], max_drop: float, fallback: bool,
+                output: Path) -> AccuracyGateError:
+    tried = f" even with {len(steps)} nodes kept in fp32" if steps else ""
+    hint = "" if fallback else "; pass --fallback to keep sensitive nodes in fp32,"
+    return AccuracyGateError(
+        f"int8 loses {comparison.drop:.2f} top-1 points on {comparison.split} (fp32 "
+        f"{100 * comparison.fp32_top1:.2f} %, int8 {100 * comparison.int8_top1:.2f} %){tried}, more than "
+        f"--max-drop {max_drop}{hint} or try another --method or more calibration images; "
+        f"nothing written to {output}"
+    )
+
+
+def _fallback_cost(work: _Work) -> dict[str, float]:
+    """Latency and size of the model with fp32 nodes against the all-int8 one."""
+    return {
+        "all_int8_bytes": work.all_int8.stat().st_size,
+        "bytes": work.candidate.stat().st_size,
+        "all_int8_batch1_p50_ms": _batch1_p50_ms(work.all_int8),
+        "batch1_p50_ms": _batch1_p50_ms(work.candidate),
+    }
+
+
+def _int8_props(props: dict[str, str], settings: QuantizationSettings, cpu: CpuInt8Support,
+                reader: CalibrationReader, comparison: AccuracyComparison) -> dict[str, str]:
+    """Every metadata entry of the fp32 model, plus how the int8 one was made and what it measured."""
+    return {
+        **props,
+        KEY_PRECISION: "int8",
+        KEY_QUANTIZATION: json.dumps({**settings.to_dict(), "cpu": cpu.describe()}),
+        KEY_CALIBRATION: reader.description,
+        KEY_INT8_ACCURACY: json.dumps(_accuracy_record(comparison)),
+    }
+
+
+def _ranking(preprocessed: Path, qdq_model: Path, reader: CalibrationReader, work: Path) -> list[NodeSensitivity]:
     """Nodes by sensitivity, measured on the first calibration images."""
     first_batches = max(1, SENSITIVITY_IMAGES // reader.batch_size)
     reader.set_range(0, first_batches)

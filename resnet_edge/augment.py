@@ -9,11 +9,13 @@ augmentations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from resnet_edge.cifar10 import MEAN, STD
+from resnet_edge.normalization import affine
 
 
 def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
@@ -71,11 +73,11 @@ def cutout(images: Tensor, size: int, generator: torch.Generator) -> Tensor:
     return images.masked_fill(hole[:, None], 0.0)
 
 
-def normalize(images: Tensor) -> Tensor:
-    """uint8 ``(B, 3, H, W)`` → float32 ``(x / 255 - MEAN) / STD``, as ``runtime.preprocess`` does."""
-    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1)
-    return (images.float() / 255.0 - mean) / std
+def normalize_batch(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """uint8 ``(B, 3, H, W)`` on any device → float32 ``(x / 255 - mean) / std``, the arithmetic of
+    ``resnet_edge.normalization.affine`` (one multiply-add per pixel), so training sees what deployment feeds."""
+    scale, shift = (torch.tensor(t, device=images.device) for t in affine(mean, std))
+    return images.float() * scale + shift
 
 
 def to_nchw(images_nhwc: Tensor) -> Tensor:

@@ -1,35 +1,120 @@
-"""Checkpoint files: atomic writes, safe loads, and rebuilding the model from one.
+"""The checkpoint file: its schema (built and read only here), atomic writes, safe loads, the model it holds.
 
 A checkpoint is a dict of tensors and plain Python values (no pickled classes),
 so it loads with ``torch.load(weights_only=True)``. Writes go to a temporary
 file in the same folder, are fsynced, then renamed over the target: a crash or
 a full disk mid-write leaves the previous file intact.
+
+The schema (format version 1):
+
+- ``model``: the weights to deploy (the EMA average when training keeps one);
+- deployment facts: ``normalization`` (``{"mean", "std"}`` on the [0, 1] pixel scale),
+  ``class_names``, ``config``, ``epoch``, ``val_top1``, ``best_val_top1``, ``metrics``,
+  ``train_data``, ``world_size``, ``toolkit_version``, ``torch_version``, ``hardware``, ``device``;
+- what only ``--resume`` needs (:class:`TrainingState`): ``optimizer``, ``scheduler``,
+  ``scaler``, ``rng`` and, with an EMA, the optimizer's own weights ``raw_model`` and
+  ``ema_updates``. A published checkpoint (:func:`inference_payload`) drops them.
+
+torch is imported inside the functions that need it, so the light install can ask
+:func:`is_checkpoint_path` without it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from resnet_edge import __version__
 from resnet_edge.cifar10 import CLASS_NAMES, MEAN, STD
 from resnet_edge.errors import CheckpointError
 from resnet_edge.files import atomic_write
-from resnet_edge.model import ResNet18
+
+if TYPE_CHECKING:
+    import torch
+
+    from resnet_edge.model import ResNet18
 
 FORMAT = "resnet-edge-checkpoint"
 FORMAT_VERSION = 1
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+
+# What a deployable checkpoint keeps; optimizer, scheduler and RNG states only matter for resuming.
+_INFERENCE_KEYS = ("config", "normalization", "class_names", "epoch", "val_top1", "best_val_top1", "metrics",
+                   "train_data", "world_size", "toolkit_version", "torch_version", "hardware", "device")
+
+
+def is_checkpoint_path(path: Path) -> bool:
+    """Whether ``path`` names a PyTorch checkpoint by its suffix (``.pt``, ``.pth``)."""
+    return path.suffix.lower() in CHECKPOINT_SUFFIXES
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """What ``--resume`` needs beyond the deployed weights: every optimizer, schedule and RNG state."""
+
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    scaler: dict[str, Any]
+    rng: dict[str, Any]
+    raw_weights: dict[str, Any] | None = None  # the optimizer's own weights, when "model" holds an average
+    ema_updates: int | None = None
+
+
+def training_payload(*, weights: dict[str, Any], state: TrainingState, epoch: int, config: dict[str, Any],
+                     mean: tuple[float, ...], std: tuple[float, ...], class_names: tuple[str, ...],
+                     val_top1: float, best_val_top1: float, metrics: list[dict[str, Any]],
+                     train_data: dict[str, Any], world_size: int, hardware: str, device: str) -> dict[str, Any]:
+    """The checkpoint of a training run after ``epoch`` epochs, in the schema above."""
+    import torch
+
+    payload = {
+        "model": weights,
+        "optimizer": state.optimizer,
+        "scheduler": state.scheduler,
+        "scaler": state.scaler,
+        "epoch": epoch,
+        "rng": state.rng,
+        "config": config,
+        "normalization": {"mean": list(mean), "std": list(std)},
+        "class_names": list(class_names),
+        "val_top1": val_top1,
+        "best_val_top1": best_val_top1,
+        "metrics": metrics,
+        "train_data": train_data,
+        "world_size": world_size,
+        "toolkit_version": __version__,
+        "torch_version": str(torch.__version__),
+        "hardware": hardware,
+        "device": device,
+    }
+    if state.raw_weights is not None:
+        payload["raw_model"], payload["ema_updates"] = state.raw_weights, state.ema_updates
+    return payload
+
+
+def training_state_of(payload: dict[str, Any]) -> TrainingState:
+    """The resume state of a checkpoint written by :func:`training_payload`."""
+    missing = [key for key in ("optimizer", "scheduler", "scaler", "rng") if key not in payload]
+    if missing:
+        raise CheckpointError(f"the checkpoint lacks {', '.join(missing)}: it is a published model, not a "
+                              "training run's last.pt, so it cannot be resumed")
+    return TrainingState(payload["optimizer"], payload["scheduler"], payload["scaler"], payload["rng"],
+                         payload.get("raw_model"), payload.get("ema_updates"))
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` (plus the format tag) atomically to ``path``."""
+    import torch
+
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
     atomic_write(Path(path), lambda handle: torch.save(payload, handle))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a resnet-edge checkpoint with ``weights_only=True`` onto the CPU."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -52,16 +137,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-# What a deployable checkpoint keeps; optimizer, scheduler and RNG states only matter for resuming.
-_INFERENCE_KEYS = ("config", "normalization", "class_names", "epoch", "val_top1", "best_val_top1", "metrics",
-                   "train_data", "world_size", "toolkit_version", "torch_version", "hardware", "device")
-
-
-def inference_payload(payload: dict[str, Any], dtype: torch.dtype = torch.float16) -> dict[str, Any]:
-    """The weights (floating tensors cast to ``dtype``) and run facts of ``payload``, without training state.
+def inference_payload(payload: dict[str, Any], dtype: torch.dtype | None = None) -> dict[str, Any]:
+    """The weights (floating tensors cast to ``dtype``, fp16 by default) and run facts of ``payload``.
 
     fp16 halves the file (22 MB for ResNet-18); ``model_from_checkpoint`` loads it back as fp32.
     """
+    import torch
+
+    dtype = dtype or torch.float16
     weights = {name: t.to(dtype) if t.is_floating_point() else t for name, t in payload["model"].items()}
     overflow = [name for name, t in weights.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if overflow:
@@ -71,8 +154,9 @@ def inference_payload(payload: dict[str, Any], dtype: torch.dtype = torch.float1
 
 def model_from_checkpoint(payload: dict[str, Any]) -> ResNet18:
     """Rebuild the fp32 model in eval mode from a loaded checkpoint."""
-    class_names = payload.get("class_names", list(CLASS_NAMES))
-    model = ResNet18(num_classes=len(class_names))
+    from resnet_edge.model import ResNet18
+
+    model = ResNet18(num_classes=len(class_names_of(payload)))
     state = {name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in payload["model"].items()}
     try:
         model.load_state_dict(state)
@@ -86,3 +170,7 @@ def normalization_of(payload: dict[str, Any]) -> tuple[tuple[float, ...], tuple[
     norm = payload.get("normalization", {})
     return tuple(norm.get("mean", MEAN)), tuple(norm.get("std", STD))
 
+
+def class_names_of(payload: dict[str, Any]) -> tuple[str, ...]:
+    """The class names of a checkpoint's outputs, in logit order (CIFAR-10's for older files)."""
+    return tuple(payload.get("class_names", CLASS_NAMES))

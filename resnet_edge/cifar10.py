@@ -1,9 +1,11 @@
-"""Facts about CIFAR-10 that every stage reads: class names, image size, normalization.
+"""Facts about CIFAR-10: class names, image size, and the training images' normalization.
 
 The mean and std are the per-channel statistics of the 50,000 training images on
-the [0, 1] scale (pixels / 255). Training, export metadata, the runtime and the
-calibration reader all take them from here, so preprocessing cannot drift
-between stages.
+the [0, 1] scale (pixels / 255). Training normalizes with them and records them,
+with the class names, in every checkpoint; export copies them into the ONNX
+metadata. Every later stage reads a model's own values from there (they are only
+the defaults for files that predate the record), so a model trained with other
+statistics is preprocessed as it was trained.
 """
 
 CLASS_NAMES: tuple[str, ...] = (

@@ -9,13 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from resnet_edge.checkpoint import is_checkpoint_path
 from resnet_edge.data import Split
 from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.extras import require
 from resnet_edge.metrics import classification_report
 from resnet_edge.runtime.predictor import Predictor
-
-CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
 def mirrored(images: np.ndarray) -> np.ndarray:
@@ -33,30 +32,19 @@ def evaluate_model(model_path: str | Path, split: Split, threads: int | None = N
     test-time measurement only, never part of an exported model.
     """
     path = Path(model_path)
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
+    if path.suffix.lower() == ".onnx":
         predictor = Predictor(path, threads=threads, chunk_size=batch_size, providers=providers)
-        class_names = predictor.class_names
-        logits_of = predictor.logits
+        class_names, logits_of = predictor.class_names, predictor.logits
         engine, provider = "onnxruntime", predictor.providers[0]
-    elif suffix in CHECKPOINT_SUFFIXES:
+    elif is_checkpoint_path(path):
         if providers is not None:
             raise ResnetEdgeError(f"execution providers apply to .onnx models, which run on onnxruntime; "
                                   f"{path.name} runs on PyTorch")
-        torch = require("torch", "train", "Evaluating a .pt checkpoint")
-        from resnet_edge.checkpoint import load_checkpoint, model_from_checkpoint
-        from resnet_edge.torch_inference import torch_logits
+        require("torch", "train", "Evaluating a .pt checkpoint")
+        from resnet_edge.torch_inference import checkpoint_logits
 
-        payload = load_checkpoint(path)
-        model = model_from_checkpoint(payload)
-        class_names = tuple(payload["class_names"])
-        if threads is not None:
-            torch.set_num_threads(threads)
-
-        def logits_of(images: np.ndarray) -> np.ndarray:
-            return torch_logits(model, images, batch_size=batch_size).numpy()
-
-        engine, provider = "pytorch", None
+        class_names, logits_of = checkpoint_logits(path, threads, batch_size)
+        engine, provider = "torch", None
     else:
         raise ResnetEdgeError(f"cannot evaluate {path}: expected a .pt checkpoint or an .onnx model")
     started = time.perf_counter()
@@ -76,3 +64,4 @@ def evaluate_model(model_path: str | Path, split: Split, threads: int | None = N
         "seconds": seconds,
         "images_per_second": len(split) / seconds if seconds > 0 else float("inf"),
     }
+

@@ -20,6 +20,9 @@ INPUT_LAYOUT = "NCHW"  # float32 (batch, 3, H, W), normalized by the caller
 RAW_INPUT_LAYOUT = "NHWC_UINT8"  # uint8 (batch, H, W, 3) pixels; normalization is inside the graph (--raw-input)
 INPUT_LAYOUTS = (INPUT_LAYOUT, RAW_INPUT_LAYOUT)
 BATCH_AXIS_NAME = "batch"
+# The ONNX opsets export writes: 13 is the oldest with every operator the graphs use; 20 the newest tested.
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 13, 20
 
 METADATA_VERSION = "1"
 
@@ -72,6 +75,13 @@ class ModelMetadata:
     def raw_input(self) -> bool:
         """Whether the model takes uint8 pixels and normalizes them itself (exported with ``--raw-input``)."""
         return self.input_layout == RAW_INPUT_LAYOUT
+
+    def describe_interface(self) -> str:
+        """``input 'input' float32 (batch, 3, 32, 32), normalized, output 'logits'``: the graph's contract in words."""
+        size = self.image_size
+        takes = (f"uint8 ({BATCH_AXIS_NAME}, {size}, {size}, 3) pixels" if self.raw_input
+                 else f"float32 ({BATCH_AXIS_NAME}, 3, {size}, {size}), normalized")
+        return f"input '{INPUT_NAME}' {takes}, output '{OUTPUT_NAME}'"
 
     @property
     def input_spec(self) -> tuple[str, list[int], str]:

@@ -20,7 +20,6 @@ confusion matrix adds one fp32 pass over the validation images (about 8 s for th
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from resnet_edge.data import SAMPLE_SOURCE, Split
-from resnet_edge.errors import ResnetEdgeError
+from resnet_edge.data import Split
 from resnet_edge.extras import require
 from resnet_edge.files import atomic_write_bytes
 from resnet_edge.metrics import classification_report
+from resnet_edge.run_folder import TrainingRun
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -41,42 +40,7 @@ REPORT_DIR = "report"
 LOSS_PNG, ACCURACY_PNG, LR_PNG, CONFUSION_PNG, SUMMARY_MD = (
     "loss.png", "accuracy.png", "lr.png", "confusion.png", "summary.md",
 )
-EPOCH_KEYS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "img_per_s", "seconds")
 DPI = 120
-_EXPECTED = "expected a run folder written by 'resnet-edge train'"
-
-
-class RunFolderError(ResnetEdgeError):
-    """The folder is not (yet) a training run: no metrics, no best.pt, or unreadable records."""
-
-
-@dataclass(frozen=True)
-class TrainingRun:
-    """A run folder as written by ``resnet-edge train``: one metrics record per epoch and ``best.pt``."""
-
-    path: Path
-    metrics: list[dict[str, Any]]
-    best: dict[str, Any]
-
-    @property
-    def epochs_done(self) -> int:
-        return int(self.metrics[-1]["epoch"])
-
-    @property
-    def epochs_planned(self) -> int:
-        return int(self.best["config"]["epochs"])
-
-    @property
-    def wall_seconds(self) -> float:
-        return float(sum(record["seconds"] for record in self.metrics))
-
-    @property
-    def mean_img_per_s(self) -> float:
-        return float(np.mean([record["img_per_s"] for record in self.metrics]))
-
-    @property
-    def trained_on_sample(self) -> bool:
-        return self.best.get("train_data", {}).get("source") == SAMPLE_SOURCE
 
 
 @dataclass(frozen=True)
@@ -102,52 +66,21 @@ class Report:
     confusion: Confusion | None
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The epoch records of ``metrics.jsonl``, each checked for every key the report plots."""
-    if not path.is_file():
-        raise RunFolderError(f"no {path.name} in {path.parent}; {_EXPECTED}")
-    records = []
-    # errors="replace": a binary file must end in the one-line error below, not a UnicodeDecodeError.
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            record = None
-        if not isinstance(record, dict):
-            raise RunFolderError(f"{path} line {number} is not a JSON object; {_EXPECTED}")
-        bad = [key for key in EPOCH_KEYS if not isinstance(record.get(key), (int, float))]
-        if bad:
-            raise RunFolderError(f"{path} line {number} lacks numeric {', '.join(bad)}; {_EXPECTED}")
-        records.append(record)
-    if not records:
-        raise RunFolderError(f"{path} holds no epoch records; {_EXPECTED}, after at least one epoch")
-    return records
-
-
-def load_run(run_dir: str | Path) -> TrainingRun:
-    """Read ``metrics.jsonl`` and ``best.pt`` of a run folder (needs torch, for the checkpoint)."""
-    from resnet_edge.checkpoint import load_checkpoint
-    from resnet_edge.train import BEST, METRICS
-
-    run_dir = Path(run_dir)
-    metrics = read_metrics(run_dir / METRICS)
-    best_path = run_dir / BEST
-    if not best_path.is_file():
-        raise RunFolderError(f"no {BEST} in {run_dir}; {_EXPECTED}")
-    return TrainingRun(run_dir, metrics, load_checkpoint(best_path))
-
-
 def confusion_of_best(run: TrainingRun, val_split: Split, batch_size: int = 500) -> Confusion:
     """``best.pt`` in fp32 on ``val_split``: the reference numbers, whatever precision training used."""
-    from resnet_edge.checkpoint import model_from_checkpoint
+    from resnet_edge.checkpoint import class_names_of, model_from_checkpoint, normalization_of
     from resnet_edge.torch_inference import torch_logits
 
-    class_names = tuple(run.best["class_names"])
-    logits = torch_logits(model_from_checkpoint(run.best), val_split.images, batch_size=batch_size).numpy()
-    report = classification_report(logits, val_split.labels, class_names)
-    return Confusion(np.asarray(report["confusion"], dtype=np.int64), class_names, report["top1"], val_split.source)
+    mean, std = normalization_of(run.best)
+    logits = torch_logits(model_from_checkpoint(run.best), val_split.images, mean, std, batch_size=batch_size)
+    return confusion_from_logits(logits.numpy(), val_split, class_names_of(run.best))
+
+
+def confusion_from_logits(logits: np.ndarray, split: Split, class_names: Sequence[str]) -> Confusion:
+    """The confusion matrix of ``logits`` against ``split``'s labels (rows: true class, columns: predicted)."""
+    report = classification_report(logits, split.labels, class_names)
+    return Confusion(np.asarray(report["confusion"], dtype=np.int64), tuple(class_names), report["top1"],
+                     split.source)
 
 
 def _figure(width: float, height: float) -> Figure:

@@ -25,9 +25,6 @@ alone validates, logs and writes files.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import random
 import time
 from collections.abc import Callable
@@ -39,22 +36,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnet_edge import __version__, distributed
-from resnet_edge.augment import alternating_flips, cutout, flip, normalize, random_crop, random_flip, to_nchw
-from resnet_edge.checkpoint import load_checkpoint, save_checkpoint
+from resnet_edge import distributed
+from resnet_edge.augment import alternating_flips, cutout, flip, normalize_batch, random_crop, random_flip, to_nchw
+from resnet_edge.checkpoint import TrainingState, load_checkpoint, save_checkpoint, training_payload, training_state_of
 from resnet_edge.cifar10 import CLASS_NAMES, MEAN, STD
+from resnet_edge.cpu import this_cpu
 from resnet_edge.data import Split
 from resnet_edge.distributed import Ranks
 from resnet_edge.ema import WeightAverage
 from resnet_edge.errors import ResnetEdgeError
-from resnet_edge.files import atomic_write_bytes
 from resnet_edge.metrics import classification_report
 from resnet_edge.model import ResNet18
+from resnet_edge.run_folder import BEST, LAST, METRICS, write_metrics
 from resnet_edge.torch_inference import autocast_context, torch_logits
 from resnet_edge.train_config import TrainConfig, saved_config
 
 CROP_PADDING = 4
-LAST, BEST, METRICS = "last.pt", "best.pt", "metrics.jsonl"
 
 
 def resolve_device(device: str, ranks: Ranks | None = None) -> torch.device:
@@ -79,12 +76,7 @@ def hardware_description(device: torch.device) -> str:
     """The GPU name, or the CPU model and core count, for run records."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or platform.machine()
-    return f"{model}, {os.cpu_count()} cores"
+    return this_cpu().describe()
 
 
 def cpu_supports_bf16() -> bool:
@@ -191,12 +183,6 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig, explicit: set[s
     return saved
 
 
-def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
-    """``metrics.jsonl``: one JSON line per epoch record, written atomically."""
-    text = "".join(json.dumps(record) + "\n" for record in history)
-    atomic_write_bytes(path, text.encode())
-
-
 def uses_channels_last(device: torch.device, autocast_dtype: torch.dtype | None) -> bool:
     """channels_last pays off with oneDNN's bf16 kernels and on CUDA; fp32 on the CPU runs faster in NCHW."""
     return autocast_dtype is not None or device.type == "cuda"
@@ -215,15 +201,15 @@ def build_optimization(model: nn.Module, config: TrainConfig, total_steps: int, 
 
 
 def prepare_batch(images: torch.Tensor, index: torch.Tensor, generator: torch.Generator,
-                  memory_format: torch.memory_format, flips: torch.Tensor | None = None,
-                  cutout_size: int = 0) -> torch.Tensor:
+                  memory_format: torch.memory_format, mean: tuple[float, ...], std: tuple[float, ...],
+                  flips: torch.Tensor | None = None, cutout_size: int = 0) -> torch.Tensor:
     """Gather, crop, flip, normalize and cut out one batch of uint8 NCHW images, in the model's memory format.
 
     ``flips`` says which images of the batch to mirror; None flips each with probability 1/2.
     """
     x = random_crop(images[index], CROP_PADDING, generator)
     x = random_flip(x, generator) if flips is None else flip(x, flips)
-    x = normalize(x)
+    x = normalize_batch(x, mean, std)
     if cutout_size:
         x = cutout(x, cutout_size, generator)
     return x.contiguous(memory_format=memory_format)
@@ -248,14 +234,6 @@ def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.M
     scaler.update()
     scheduler.step()
     return loss.detach(), logits.detach()
-
-
-def _validate(model: nn.Module, val_split: Split, autocast_dtype: torch.dtype | None,
-              channels_last: bool) -> tuple[float, float]:
-    """Cross-entropy and top-1 of ``model`` on the validation split."""
-    logits = torch_logits(model, val_split.images, autocast_dtype=autocast_dtype, channels_last=channels_last)
-    loss = float(nn.functional.cross_entropy(logits, torch.from_numpy(val_split.labels)))
-    return loss, classification_report(logits.numpy(), val_split.labels, CLASS_NAMES)["top1"]
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -283,200 +261,233 @@ def train(
     torch_device = resolve_device(device, ranks)
     started = distributed.start(ranks, torch_device)
     try:
-        return _train(config, train_split, val_split, Path(out_dir), torch_device, ranks, resume,
-                      explicit_options or set(), log if ranks.is_main else (lambda line: None),
-                      progress and ranks.is_main)
+        run_log = log if ranks.is_main else (lambda line: None)
+        saved, config = _open_run(Path(out_dir), config, resume, explicit_options or set(), run_log)
+        run = _Run(config, train_split, val_split, Path(out_dir), torch_device, ranks, run_log,
+                   progress and ranks.is_main, saved)
+        return run.fit()
     finally:
         distributed.stop(started)
 
 
-def _train(config: TrainConfig, train_split: Split, val_split: Split, out_dir: Path, torch_device: torch.device,
-           ranks: Ranks, resume: bool, explicit_options: set[str], log: Callable[[str], None],
-           progress: bool) -> dict[str, Any]:
+def _open_run(out_dir: Path, config: TrainConfig, resume: bool, explicit: set[str],
+              log: Callable[[str], None]) -> tuple[dict[str, Any] | None, TrainConfig]:
+    """The saved ``last.pt`` to resume (or None for a new run) and the config the run goes on with."""
     last_path = out_dir / LAST
-    saved = None
     if last_path.exists():
         if not resume:
             raise ResnetEdgeError(
                 f"{out_dir} already holds a run ({LAST}); pass --resume to continue it or choose another --out"
             )
         saved = load_checkpoint(last_path)
-        config = _check_resumable(saved, config, explicit_options)
-    elif resume:
+        return saved, _check_resumable(saved, config, explicit)
+    if resume:
         log(f"no {LAST} in {out_dir}: starting a new run")
-    images = train_split.images[: config.limit_train]
-    labels = train_split.labels[: config.limit_train]
-    n_train = len(labels)
-    saved_images = saved.get("train_data", {}).get("images") if saved is not None else None
-    if saved_images is not None and saved_images != n_train:
-        # Another split (or data set) would silently change the data order and the schedule's length.
-        raise ResnetEdgeError(
-            f"the run in {out_dir} trained on {saved_images} images, this data gives {n_train}; "
-            "--resume needs the same training split"
-        )
-    batch_size = min(config.batch_size, n_train)
-    if batch_size % ranks.world_size:
-        raise ResnetEdgeError(
-            f"the global batch of {batch_size} images must divide evenly over {ranks.world_size} processes"
-        )
-    if config.sync_bn and torch_device.type != "cuda":
-        raise ResnetEdgeError("--sync-bn needs CUDA devices (torch's SyncBatchNorm does not run on the CPU)")
+    return None, config
 
-    autocast_dtype = resolve_precision(config.precision, torch_device)
-    channels_last = uses_channels_last(torch_device, autocast_dtype)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)
-    order_gen, augment_gen = make_generators(config.seed, ranks.rank, torch_device)
+class _Run:
+    """One training run on this rank: its data on the device, model, optimization and RNGs, epoch by epoch.
 
-    steps_per_epoch = n_train // batch_size  # drop the ragged last batch: tiny batches upset BatchNorm
-    total_steps = steps_per_epoch * config.epochs
+    Built in the order the RNGs are drawn (seeds, generators, initial weights), so a fresh
+    run and a resumed one see the same random numbers.
+    """
 
-    model = ResNet18(len(CLASS_NAMES), zero_init_residual=config.zero_init_residual)
-    if config.sync_bn:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model = model.to(torch_device, memory_format=memory_format)
-    optimizer, scheduler, scaler, criterion = build_optimization(model, config, total_steps, torch_device,
-                                                                 autocast_dtype)
-    # Only rank 0 validates and writes, so only it keeps the average (every rank holds the same weights).
-    ema = WeightAverage(model, config.ema_decay) if config.ema_decay and ranks.is_main else None
-    flips = flip_base(config.seed, n_train, torch_device) if config.alternate_flips else None
+    def __init__(self, config: TrainConfig, train_split: Split, val_split: Split, out_dir: Path,
+                 device: torch.device, ranks: Ranks, log: Callable[[str], None], progress: bool,
+                 saved: dict[str, Any] | None) -> None:
+        self.config, self.val_split, self.out_dir, self.device, self.ranks = config, val_split, out_dir, device, ranks
+        self.log, self.progress, self.train_source = log, progress, train_split.source
+        # The data set's normalization: applied to every batch and recorded in every checkpoint.
+        self.mean, self.std = MEAN, STD
+        labels = train_split.labels[: config.limit_train]
+        self.n_train = len(labels)
+        self.batch_size = self._global_batch(saved)
+        self.steps_per_epoch = self.n_train // self.batch_size  # drop the ragged last batch: tiny ones upset BN
+        self.autocast_dtype = resolve_precision(config.precision, device)
+        self.channels_last = uses_channels_last(device, self.autocast_dtype)
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
 
-    start_epoch, history, best_top1 = 0, [], -1.0
-    if saved is not None:
-        model.load_state_dict(saved.get("raw_model", saved["model"]))
-        if ema is not None:
-            ema.load_state_dict(saved["model"], saved["ema_updates"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        note = restore_rng_state(saved["rng"], order_gen, augment_gen, ranks)
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+        torch.manual_seed(config.seed)
+        self.order_gen, self.augment_gen = make_generators(config.seed, ranks.rank, device)
+        model = ResNet18(len(CLASS_NAMES), zero_init_residual=config.zero_init_residual)
+        if config.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model.to(device, memory_format=self.memory_format)
+        self.optimizer, self.scheduler, self.scaler, self.criterion = build_optimization(
+            self.model, config, self.steps_per_epoch * config.epochs, device, self.autocast_dtype)
+        # Only rank 0 validates and writes, so only it keeps the average (every rank holds the same weights).
+        self.ema = WeightAverage(self.model, config.ema_decay) if config.ema_decay and ranks.is_main else None
+        self.flips = flip_base(config.seed, self.n_train, device) if config.alternate_flips else None
+        self.start_epoch, self.history, self.best_top1 = 0, [], -1.0
+        if saved is not None:
+            self._restore(saved)
+        self.images = to_nchw(torch.from_numpy(train_split.images[: config.limit_train])).to(device)
+        self.labels = torch.from_numpy(labels).to(device)
+        self.hardware = hardware_description(device)
+
+    def _global_batch(self, saved: dict[str, Any] | None) -> int:
+        """The global batch size, after refusing data or a device that would change the run."""
+        saved_images = saved.get("train_data", {}).get("images") if saved is not None else None
+        if saved_images is not None and saved_images != self.n_train:
+            # Another split (or data set) would silently change the data order and the schedule's length.
+            raise ResnetEdgeError(
+                f"the run in {self.out_dir} trained on {saved_images} images, this data gives {self.n_train}; "
+                "--resume needs the same training split"
+            )
+        batch_size = min(self.config.batch_size, self.n_train)
+        if batch_size % self.ranks.world_size:
+            raise ResnetEdgeError(
+                f"the global batch of {batch_size} images must divide evenly over {self.ranks.world_size} processes"
+            )
+        if self.config.sync_bn and self.device.type != "cuda":
+            raise ResnetEdgeError("--sync-bn needs CUDA devices (torch's SyncBatchNorm does not run on the CPU)")
+        return batch_size
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        """Continue from a saved checkpoint: weights, average, optimizer, schedule, scaler and every RNG."""
+        state = training_state_of(saved)
+        self.model.load_state_dict(state.raw_weights if state.raw_weights is not None else saved["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(saved["model"], state.ema_updates)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        self.scaler.load_state_dict(state.scaler)
+        note = restore_rng_state(state.rng, self.order_gen, self.augment_gen, self.ranks)
         if note:
-            log(note)
-        start_epoch, history, best_top1 = saved["epoch"], list(saved["metrics"]), saved["best_val_top1"]
+            self.log(note)
+        self.start_epoch, self.history, self.best_top1 = saved["epoch"], list(saved["metrics"]), saved["best_val_top1"]
+
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs; the last epoch's record on every rank."""
+        config, ranks = self.config, self.ranks
+        if self.start_epoch:
+            if ranks.is_main:
+                write_metrics(self.out_dir / METRICS, self.history)  # drop lines of an epoch that died unsaved
+            if self.start_epoch >= config.epochs:
+                self.log(f"run in {self.out_dir} is already complete ({self.start_epoch}/{config.epochs} epochs)")
+                return self.history[-1]
+            self.log(f"resuming {self.out_dir} at epoch {self.start_epoch + 1}/{config.epochs}")
+        starts = distributed.all_gather(ranks, self.start_epoch)
+        if len(set(starts)) != 1:
+            raise ResnetEdgeError(
+                f"processes would start at different epochs {starts}: the run folder {self.out_dir} must be on "
+                "storage that every node reads"
+            )
+        net: nn.Module = self.model
+        if ranks.enabled:
+            net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self._log_start()
         if ranks.is_main:
-            write_metrics(out_dir / METRICS, history)  # drop lines of an epoch that died before its checkpoint
-        if start_epoch >= config.epochs:
-            log(f"run in {out_dir} is already complete ({start_epoch}/{config.epochs} epochs)")
-            return history[-1]
-        log(f"resuming {out_dir} at epoch {start_epoch + 1}/{config.epochs}")
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        record: dict[str, Any] = {}
+        for epoch in range(self.start_epoch, config.epochs):
+            started = time.perf_counter()
+            totals = self._train_epoch(net, epoch)
+            distributed.all_reduce_sum(ranks, totals)
+            distributed.sync_buffers(ranks, self.model)
+            train_seconds = time.perf_counter() - started
+            digest = distributed.check_in_sync(ranks, self.model) if ranks.enabled else None
+            augment_states = distributed.all_gather(ranks, self.augment_gen.get_state())
+            if ranks.is_main:
+                record = self._end_epoch(epoch, totals, train_seconds, started, augment_states)
+                if digest is not None:
+                    self.log(f"weights identical on all {ranks.world_size} processes (sha256 {digest[:16]})")
+            distributed.barrier(ranks)
+        return distributed.broadcast(ranks, record)
 
-    starts = distributed.all_gather(ranks, start_epoch)
-    if len(set(starts)) != 1:
-        raise ResnetEdgeError(
-            f"processes would start at different epochs {starts}: the run folder {out_dir} must be on storage "
-            "that every node reads"
+    def _log_start(self) -> None:
+        config, ranks = self.config, self.ranks
+        precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
+        processes = f" × {ranks.world_size} processes" if ranks.enabled else ""
+        self.log(
+            f"training ResNet-18 on {self.n_train} images ({self.train_source}), validating on "
+            f"{len(self.val_split)}; {config.epochs} epochs × {self.steps_per_epoch} steps of {self.batch_size}, "
+            f"device {self.device.type}{processes}, {precision}{' + channels_last' if self.channels_last else ''}"
         )
-    net: nn.Module = model
-    if ranks.enabled:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[torch_device.index] if torch_device.type == "cuda" else None
-        )
-    gpu_images = to_nchw(torch.from_numpy(images)).to(torch_device)
-    gpu_labels = torch.from_numpy(labels).to(torch_device)
-    precision_name = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype]
-    processes = f" × {ranks.world_size} processes" if ranks.enabled else ""
-    log(
-        f"training ResNet-18 on {n_train} images ({train_split.source}), validating on {len(val_split)}; "
-        f"{config.epochs} epochs × {steps_per_epoch} steps of {batch_size}, device {torch_device.type}"
-        f"{processes}, {precision_name}{' + channels_last' if channels_last else ''}"
-    )
-    if ranks.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    hardware = hardware_description(torch_device)
 
-    record: dict[str, Any] = {}
-    for epoch in range(start_epoch, config.epochs):
+    def _train_epoch(self, net: nn.Module, epoch: int) -> torch.Tensor:
+        """One pass over the shuffled training images; the sums of loss, correct answers and images."""
         net.train()
         started = time.perf_counter()
-        totals = torch.zeros(3, device=torch_device, dtype=torch.float64)  # loss sum, correct, images
-        order = torch.randperm(n_train, generator=order_gen).to(torch_device)
-        epoch_flips = None if flips is None else alternating_flips(flips, epoch)
-        bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
-        for step in range(steps_per_epoch):
-            index = order[step * batch_size : (step + 1) * batch_size][ranks.rank :: ranks.world_size]
-            batch_flips = None if epoch_flips is None else epoch_flips[index]
-            x = prepare_batch(gpu_images, index, augment_gen, memory_format, batch_flips, config.cutout)
-            y = gpu_labels[index]
-            loss, logits = train_step(net, x, y, criterion, optimizer, scheduler, scaler, autocast_dtype)
-            if ema is not None:
-                ema.update(model)
-
+        totals = torch.zeros(3, device=self.device, dtype=torch.float64)  # loss sum, correct, images
+        order = torch.randperm(self.n_train, generator=self.order_gen).to(self.device)
+        epoch_flips = None if self.flips is None else alternating_flips(self.flips, epoch)
+        bar = _progress(self.steps_per_epoch, f"epoch {epoch + 1}/{self.config.epochs}", self.progress)
+        for step in range(self.steps_per_epoch):
+            index = order[step * self.batch_size : (step + 1) * self.batch_size][self.ranks.rank :: self.ranks.world_size]
+            x = prepare_batch(self.images, index, self.augment_gen, self.memory_format, self.mean, self.std,
+                              None if epoch_flips is None else epoch_flips[index], self.config.cutout)
+            y = self.labels[index]
+            loss, logits = train_step(net, x, y, self.criterion, self.optimizer, self.scheduler, self.scaler,
+                                      self.autocast_dtype)
+            if self.ema is not None:
+                self.ema.update(self.model)
             totals[0] += loss * len(y)
             totals[1] += (logits.argmax(1) == y).sum()
             totals[2] += len(y)
             bar.update(1)
-            if progress and (step % 10 == 0 or step == steps_per_epoch - 1):
+            if self.progress and (step % 10 == 0 or step == self.steps_per_epoch - 1):
                 seen = totals[2].item()
                 bar.set_postfix(loss=f"{totals[0].item() / seen:.3f}", acc=f"{totals[1].item() / seen:.3f}",
-                                img_s=f"{seen * ranks.world_size / (time.perf_counter() - started):.0f}")
+                                img_s=f"{seen * self.ranks.world_size / (time.perf_counter() - started):.0f}")
         bar.close()
-        distributed.all_reduce_sum(ranks, totals)
-        distributed.sync_buffers(ranks, model)
-        train_seconds = time.perf_counter() - started
-        digest = distributed.check_in_sync(ranks, model) if ranks.enabled else None
+        return totals
 
-        if ranks.is_main:
-            # The weights that ship (the average, when there is one) are the ones validated and kept.
-            shipped = ema.module if ema is not None else model
-            val_loss, val_top1 = _validate(shipped, val_split, autocast_dtype, channels_last)
-            loss_sum, correct, seen = totals.tolist()
-            record = {
-                "epoch": epoch + 1,
-                "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": loss_sum / seen,
-                "train_acc": correct / seen,
-                "val_loss": val_loss,
-                "val_acc": val_top1,
-                "img_per_s": seen / train_seconds,
-                "seconds": time.perf_counter() - started,
-            }
-            if ema is not None:
-                record["val_acc_raw"] = _validate(model, val_split, autocast_dtype, channels_last)[1]
-                record["seconds"] = time.perf_counter() - started
-            history.append(record)
-            is_best = val_top1 > best_top1
-            best_top1 = max(best_top1, val_top1)
-        augment_states = distributed.all_gather(ranks, augment_gen.get_state())
-        if ranks.is_main:
-            raw_weights = {name: t.detach().cpu() for name, t in model.state_dict().items()}
-            payload = {
-                # "model" holds the weights to deploy; with an average, the optimizer's own go in "raw_model".
-                "model": ema.state_dict() if ema is not None else raw_weights,
-                **({"raw_model": raw_weights, "ema_updates": ema.updates} if ema is not None else {}),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch + 1,
-                "rng": rng_state(order_gen, augment_states),
-                "config": asdict(config),
-                "normalization": {"mean": list(MEAN), "std": list(STD)},
-                "class_names": list(CLASS_NAMES),
-                "val_top1": val_top1,
-                "best_val_top1": best_top1,
-                "metrics": history,
-                "train_data": {"source": train_split.source, "images": n_train, "val_images": len(val_split)},
-                "world_size": ranks.world_size,
-                "toolkit_version": __version__,
-                "torch_version": str(torch.__version__),
-                "hardware": hardware,
-                "device": torch_device.type,
-            }
-            # best.pt before last.pt: a crash between the two re-runs this epoch on resume and rewrites both.
-            if is_best:
-                save_checkpoint(out_dir / BEST, payload)
-            save_checkpoint(last_path, payload)
-            write_metrics(out_dir / METRICS, history)
-            log(
-                f"epoch {epoch + 1:>3}/{config.epochs}  lr {record['lr']:.4f}  "
-                f"train loss {record['train_loss']:.3f} acc {record['train_acc']:.3f}  "
-                f"val loss {val_loss:.3f} acc {val_top1:.4f}{' *' if is_best else ''}  "
-                + (f"(raw weights {record['val_acc_raw']:.4f})  " if ema is not None else "")
-                + f"{record['img_per_s']:.0f} img/s  {record['seconds']:.0f}s"
-            )
-            if digest is not None:
-                log(f"weights identical on all {ranks.world_size} processes (sha256 {digest[:16]})")
-        distributed.barrier(ranks)
-    return distributed.broadcast(ranks, record)
+    def _validate(self, model: nn.Module) -> tuple[float, float]:
+        """Cross-entropy and top-1 of ``model`` on the validation split."""
+        logits = torch_logits(model, self.val_split.images, self.mean, self.std,
+                              autocast_dtype=self.autocast_dtype, channels_last=self.channels_last)
+        loss = float(nn.functional.cross_entropy(logits, torch.from_numpy(self.val_split.labels)))
+        return loss, classification_report(logits.numpy(), self.val_split.labels, CLASS_NAMES)["top1"]
+
+    def _end_epoch(self, epoch: int, totals: torch.Tensor, train_seconds: float, started: float,
+                   augment_states: list[torch.Tensor]) -> dict[str, Any]:
+        """Rank 0: validate the weights that ship, record the epoch, write the checkpoints and log a line."""
+        shipped = self.ema.module if self.ema is not None else self.model
+        val_loss, val_top1 = self._validate(shipped)
+        loss_sum, correct, seen = totals.tolist()
+        record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": loss_sum / seen,
+                  "train_acc": correct / seen, "val_loss": val_loss, "val_acc": val_top1,
+                  "img_per_s": seen / train_seconds, "seconds": 0.0}
+        if self.ema is not None:
+            record["val_acc_raw"] = self._validate(self.model)[1]
+        record["seconds"] = time.perf_counter() - started
+        self.history.append(record)
+        is_best = val_top1 > self.best_top1
+        self.best_top1 = max(self.best_top1, val_top1)
+        payload = self._checkpoint(epoch + 1, val_top1, augment_states)
+        # best.pt before last.pt: a crash between the two re-runs this epoch on resume and rewrites both.
+        if is_best:
+            save_checkpoint(self.out_dir / BEST, payload)
+        save_checkpoint(self.out_dir / LAST, payload)
+        write_metrics(self.out_dir / METRICS, self.history)
+        raw = f"(raw weights {record['val_acc_raw']:.4f})  " if self.ema is not None else ""
+        self.log(
+            f"epoch {epoch + 1:>3}/{self.config.epochs}  lr {record['lr']:.4f}  "
+            f"train loss {record['train_loss']:.3f} acc {record['train_acc']:.3f}  "
+            f"val loss {val_loss:.3f} acc {val_top1:.4f}{' *' if is_best else ''}  "
+            f"{raw}{record['img_per_s']:.0f} img/s  {record['seconds']:.0f}s"
+        )
+        return record
+
+    def _checkpoint(self, epoch: int, val_top1: float, augment_states: list[torch.Tensor]) -> dict[str, Any]:
+        """The checkpoint after ``epoch`` epochs: the weights that ship (the average, when kept) and the resume state."""
+        raw_weights = {name: t.detach().cpu() for name, t in self.model.state_dict().items()}
+        state = TrainingState(
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(), rng=rng_state(self.order_gen, augment_states),
+            raw_weights=raw_weights if self.ema is not None else None,
+            ema_updates=self.ema.updates if self.ema is not None else None,
+        )
+        return training_payload(
+            weights=self.ema.state_dict() if self.ema is not None else raw_weights, state=state, epoch=epoch,
+            config=asdict(self.config), mean=self.mean, std=self.std, class_names=CLASS_NAMES,
+            val_top1=val_top1, best_val_top1=self.best_top1, metrics=self.history,
+            train_data={"source": self.train_source, "images": self.n_train, "val_images": len(self.val_split)},
+            world_size=self.ranks.world_size, hardware=self.hardware, device=self.device.type,
+        )

@@ -2,6 +2,6 @@
 
 from resnet_edge.runtime.bench import LatencyStats, measure_latency
 from resnet_edge.runtime.predictor import Predictions, Predictor
-from resnet_edge.runtime.preprocess import normalize
+from resnet_edge.normalization import normalize
 
 __all__ = ["LatencyStats", "Predictions", "Predictor", "measure_latency", "normalize"]

@@ -2,13 +2,19 @@
 
 Each timed call includes preprocessing (uint8 NHWC → normalized NCHW), the
 onnxruntime run and the softmax, which is what an embedding application pays.
+``time_calls`` and ``LatencyStats`` are the one timing loop and the one set of
+statistics of the toolkit: ``resnet-edge bench`` (``resnet_edge.bench``) times
+every engine with them too. They live here, not there, because the runtime's
+public ``measure_latency`` needs them and the runtime imports nothing but
+numpy and onnxruntime.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +35,36 @@ class LatencyStats:
     min_ms: float
     images_per_second: float
 
-    def to_dict(self) -> dict:
+    @classmethod
+    def from_seconds(cls, seconds: Sequence[float] | np.ndarray, batch_size: int,
+                     threads: int | None = None) -> LatencyStats:
+        """The statistics of per-call wall times in seconds, each call one batch of ``batch_size`` images.
+
+        Throughput is images over the total time, not over the median, so slow calls count against it.
+        """
+        times = np.asarray(seconds, dtype=np.float64)
+        if times.ndim != 1 or len(times) == 0:
+            raise ValueError(f"need a non-empty 1-D sequence of call times, got shape {times.shape}")
+        ms = times * 1e3
+        return cls(
+            batch_size=batch_size,
+            threads=threads,
+            iters=len(ms),
+            p50_ms=float(np.percentile(ms, 50)),
+            p90_ms=float(np.percentile(ms, 90)),
+            p99_ms=float(np.percentile(ms, 99)),
+            mean_ms=float(ms.mean()),
+            min_ms=float(ms.min()),
+            images_per_second=float(batch_size * len(ms) / times.sum()),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> LatencyStats:
+        """The statistics from ``to_dict``'s keys; other keys (a bench row's) are ignored."""
+        return cls(**{name: values[name] for name in cls.__dataclass_fields__})
 
 
 def time_calls(call: Callable[[], object], batch_size: int, warmup: int = 10, iters: int = 100,
@@ -49,19 +83,7 @@ def time_calls(call: Callable[[], object], batch_size: int, warmup: int = 10, it
         start = time.perf_counter()
         call()
         timings.append(time.perf_counter() - start)
-    seconds = np.asarray(timings)
-    ms = seconds * 1e3
-    return LatencyStats(
-        batch_size=batch_size,
-        threads=threads,
-        iters=len(ms),
-        p50_ms=float(np.percentile(ms, 50)),
-        p90_ms=float(np.percentile(ms, 90)),
-        p99_ms=float(np.percentile(ms, 99)),
-        mean_ms=float(ms.mean()),
-        min_ms=float(ms.min()),
-        images_per_second=float(batch_size * len(ms) / seconds.sum()),
-    )
+    return LatencyStats.from_seconds(timings, batch_size, threads)
 
 
 def measure_latency(predictor: Predictor, batch_size: int = 1, warmup: int = 10, iters: int = 100,
@@ -71,28 +93,3 @@ def measure_latency(predictor: Predictor, batch_size: int = 1, warmup: int = 10,
     images = np.random.default_rng(seed).integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8)
     return time_calls(lambda: predictor.predict(images), batch_size, warmup, iters, duration, predictor.threads)
 
-
-def interleaved_timings(calls: list[Callable[[], object]], iters: int, warmup: int = 50,
-                        round_size: int = 20) -> np.ndarray:
-    """Seconds per call, ``(len(calls), iters)``, timed in rounds of ``round_size`` whose order alternates.
-
-    Comparing two models (or two code paths) this way lets drift in clock speed
-    or background load hit both equally: on a shared machine, timing one after
-    the other can shift a ratio by tens of percent.
-    """
-    for call in calls:
-        for _ in range(warmup):
-            call()
-    timings = np.empty((len(calls), iters))
-    done = 0
-    for round_index in range(-(-iters // round_size)):
-        count = min(round_size, iters - done)
-        order = range(len(calls)) if round_index % 2 == 0 else reversed(range(len(calls)))
-        for which in order:
-            call = calls[which]
-            for i in range(done, done + count):
-                start = time.perf_counter()
-                call()
-                timings[which, i] = time.perf_counter() - start
-        done += count
-    return timings

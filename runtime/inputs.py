@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from resnet_edge.extras import require
-from resnet_edge.runtime.images import read_image_file
+from resnet_edge.runtime.images import pil_image_pixels, read_image_file
 
 
 def describe_forms(size: int) -> str:
@@ -41,8 +41,11 @@ def _one_image(value: Any, size: int, resize: bool, forms: str) -> np.ndarray:
         image = read_image_file(path)
         where = f"{path}: "
     elif _is_pil_image(value):
-        image = np.asarray(value.convert("RGB"), dtype=np.uint8)
         where = "PIL image: "
+        try:
+            image = pil_image_pixels(value)
+        except ValueError as exc:
+            raise ValueError(f"{where}{exc}") from None
     elif isinstance(value, np.ndarray):
         image = value
         where = ""

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from resnet_edge.errors import MetadataError
-from resnet_edge.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from resnet_edge.metadata import INPUT_NAME, OUTPUT_NAME
 from resnet_edge.runtime.inputs import to_model_batch
-from resnet_edge.runtime.preprocess import normalize
-from resnet_edge.runtime.session import create_session, resolve_providers, usable_cores
+from resnet_edge.normalization import normalize
+from resnet_edge.runtime.session import create_session, resolve_providers, session_metadata, usable_cores
 
 DEFAULT_CHUNK = 256
 
@@ -121,16 +121,11 @@ class Predictor:
         if threads is None and streams > 1:  # concurrent runs share the intra-op pool: don't oversubscribe
             threads = max(1, usable_cores() // streams)
         self.providers = resolve_providers(providers)
-        try:
-            self.session, self.from_cache = create_session(
-                self.model_path, threads, optimization, self.providers,
-                Path(cache_dir) if cache_dir is not None else None, session_config,
-            )
-        except ValueError:
-            raise
-        except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
-            raise MetadataError(f"cannot load {self.model_path} as an ONNX model: {str(exc).splitlines()[0]}") from None
-        self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map, str(self.model_path))
+        self.session, self.from_cache = create_session(
+            self.model_path, threads, optimization, self.providers,
+            Path(cache_dir) if cache_dir is not None else None, session_config,
+        )
+        self.metadata = session_metadata(self.session, self.model_path)
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         if inputs != [INPUT_NAME] or OUTPUT_NAME not in outputs:

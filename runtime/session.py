@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import onnxruntime as ort
 
+from resnet_edge.cpu import this_cpu
 from resnet_edge.errors import MetadataError
 from resnet_edge.metadata import ModelMetadata
 
@@ -38,10 +38,12 @@ OPTIMIZATION_LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+# onnxruntime's names for the providers the toolkit treats specially: its own CPU kernels, and OpenVINO's.
+CPU_PROVIDER, OPENVINO_PROVIDER = "CPUExecutionProvider", "OpenVINOExecutionProvider"
+DEFAULT_PROVIDERS = (CPU_PROVIDER,)
 _PROVIDER_SUFFIX = "ExecutionProvider"
 # Providers with a model cache of their own, and the provider option that names its folder.
-_OWN_CACHE_OPTION = {"OpenVINOExecutionProvider": "cache_dir"}
+_OWN_CACHE_OPTION = {OPENVINO_PROVIDER: "cache_dir"}
 _QUIET = 3  # onnxruntime's log severity "error": its warning about hardware-specific saved graphs is the point here
 
 
@@ -94,33 +96,30 @@ def session_options(threads: int | None, optimization: str,
     return options
 
 
-def _cpu_fingerprint() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        wanted = [line for line in lines if line.startswith(("model name", "flags", "Features"))][:2]
-    except OSError:
-        wanted = []
-    return "\n".join([platform.machine(), platform.processor(), *wanted])
-
-
 def cache_key(model_path: Path, optimization: str, providers: Sequence[str],
               config: Mapping[str, str] | None = None) -> str:
     # The file's identity rather than its hash: hashing 45 MB on every start would cost as much as the
     # optimization the cache saves. ctime is included because copying tools can preserve mtime, not ctime.
     stat = model_path.stat()
     parts = [str(model_path.resolve()), str(stat.st_ino), str(stat.st_size), str(stat.st_mtime_ns),
-             str(stat.st_ctime_ns), ort.__version__, optimization, ",".join(providers), _cpu_fingerprint(),
+             str(stat.st_ctime_ns), ort.__version__, optimization, ",".join(providers), this_cpu().fingerprint(),
              repr(sorted((config or {}).items()))]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
 
+def read_metadata_props(model_path: Path) -> dict[str, str]:
+    """Every ``metadata_props`` entry of an ONNX file, read through an unoptimized session."""
+    session = _session(Path(model_path), session_options(None, "disabled"), DEFAULT_PROVIDERS)
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
 def read_metadata(model_path: Path) -> ModelMetadata:
     """The resnet-edge metadata of an ONNX file, read through an unoptimized session."""
-    options = session_options(None, "disabled")
-    try:
-        session = ort.InferenceSession(str(model_path), options, providers=list(DEFAULT_PROVIDERS))
-    except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
-        raise MetadataError(f"cannot load {model_path} as an ONNX model: {str(exc).splitlines()[0]}") from None
+    return ModelMetadata.from_props(read_metadata_props(model_path), str(model_path))
+
+
+def session_metadata(session: ort.InferenceSession, model_path: Path) -> ModelMetadata:
+    """The resnet-edge metadata of the model an open session runs."""
     return ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(model_path))
 
 
@@ -173,7 +172,11 @@ def create_session(model_path: Path, threads: int | None, optimization: str, pro
 
 
 def _session(model_path: Path, options: ort.SessionOptions, providers: Sequence[Any]) -> ort.InferenceSession:
-    return ort.InferenceSession(str(model_path), options, providers=list(providers))
+    """An onnxruntime session; a file onnxruntime cannot load is a :class:`MetadataError` naming it."""
+    try:
+        return ort.InferenceSession(str(model_path), options, providers=list(providers))
+    except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
+        raise MetadataError(f"cannot load {model_path} as an ONNX model: {str(exc).splitlines()[0]}") from None
 
 
 def providers_with_caches(providers: Sequence[str], cache_dir: Path) -> list[str | tuple[str, dict[str, str]]]:

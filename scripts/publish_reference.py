@@ -27,8 +27,8 @@ from resnet_edge.data import load_split, load_train_val
 from resnet_edge.evaluate import evaluate_model
 from resnet_edge.files import atomic_write_bytes, file_sha256
 from resnet_edge.reference import REFERENCE_CARD, REFERENCE_CHECKPOINT, REFERENCE_METRICS
-from resnet_edge.report import load_run
-from resnet_edge.train import hardware_description, write_metrics
+from resnet_edge.run_folder import load_run, write_metrics
+from resnet_edge.train import hardware_description
 
 
 def main() -> None:

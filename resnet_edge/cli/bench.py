@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from itertools import product
 from pathlib import Path
-from typing import Any
 
 import click
 
-from resnet_edge.bench_worker import run_in_subprocess
+from resnet_edge.bench.engines import ENGINES, check_engine, default_engine, runs
+from resnet_edge.bench.passes import best_of_passes
+from resnet_edge.bench.rows import BenchConfig, BenchRow, with_ratios
 from resnet_edge.cli.options import json_option, providers_option
 from resnet_edge.cli.table import format_table
-from resnet_edge.engines import ENGINES, check_engine, default_engine, engine_label, runs
 from resnet_edge.files import atomic_write_bytes
 from resnet_edge.runtime.session import DEFAULT_PROVIDERS, short_provider_name
 
@@ -38,10 +39,6 @@ def _engine_list(ctx: click.Context, param: click.Parameter, value: str | None) 
     if unknown or not engines:
         raise click.BadParameter(f"unknown engine {', '.join(unknown) or value!r}; expected {', '.join(ENGINES)}")
     return engines
-
-
-def _label(result: dict[str, Any]) -> str:
-    return engine_label(result["engine"], result.get("provider"))
 
 
 @click.command()
@@ -87,6 +84,38 @@ def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[
     resnet-edge bench r18.int8.onnx --engine onnxruntime,openvino --providers CPU,OpenVINO
     resnet-edge bench best.pt r18.onnx r18.int8.onnx --save bench.json --plot bench.png
     """
+    jobs = _jobs(models, engines)
+    _refuse_unused_options(jobs, stream_counts, providers)
+    if plot is not None:
+        from resnet_edge.extras import require
+
+        require("matplotlib", "report", "--plot")
+    configs = [
+        BenchConfig(str(model), engine, batch_size, threads, streams, warmup, iters, duration, provider)
+        for model, engine in jobs
+        for provider, batch_size, threads, streams in product(
+            (providers or list(DEFAULT_PROVIDERS)) if engine == "onnxruntime" else [None],
+            batch_sizes, thread_counts, stream_counts)
+    ]
+    rows = with_ratios(best_of_passes(configs, log=None if as_json else lambda line: click.echo(line, err=True)))
+    report = {"results": [row.to_dict() for row in rows]}
+    if save is not None:
+        atomic_write_bytes(save, (json.dumps(report, indent=2) + "\n").encode())
+    if plot is not None:
+        from resnet_edge.bench.plot import plot_rows
+
+        plot_rows(rows, plot)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(_table(rows))
+    for path in (save, plot):
+        if path is not None:
+            click.echo(f"wrote {path}")
+
+
+def _jobs(models: Sequence[Path], engines: list[str] | None) -> list[tuple[Path, str]]:
+    """(model, engine) for every engine that runs each model's file type; a model that none runs is an error."""
     jobs = []
     for model in models:
         if engines is None:
@@ -96,11 +125,12 @@ def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[
         if not fitting:
             check_engine(engines[0], model)  # raises, saying which file type each engine runs
         jobs.extend((model, engine) for engine in fitting)
-    if plot is not None:
-        from resnet_edge.extras import require
+    return jobs
 
-        require("matplotlib", "report", "--plot")
-    results = []
+
+def _refuse_unused_options(jobs: list[tuple[Path, str]], stream_counts: list[int], providers: list[str] | None
+                           ) -> None:
+    """Streams for a torch row, or providers with no onnxruntime row, would silently measure nothing asked for."""
     torch_models = [model.name for model, engine in jobs if engine == "torch"]
     if max(stream_counts) > 1 and torch_models:
         raise click.UsageError(f"--streams {','.join(map(str, stream_counts))}: streams apply to the onnxruntime and "
@@ -108,79 +138,17 @@ def bench(models: tuple[Path, ...], batch_sizes: list[int], thread_counts: list[
     if providers is not None and all(engine != "onnxruntime" for _, engine in jobs):
         raise click.UsageError(f"--providers {','.join(map(short_provider_name, providers))}: execution providers "
                                f"apply to the onnxruntime engine, and no model here runs on it")
-    for model, engine in jobs:
-        engine_providers = (providers or list(DEFAULT_PROVIDERS)) if engine == "onnxruntime" else [None]
-        for provider, batch_size, threads, streams in product(engine_providers, batch_sizes, thread_counts,
-                                                              stream_counts):
-            config = {"model": str(model), "engine": engine, "batch_size": batch_size, "threads": threads,
-                      "streams": streams, "warmup": warmup, "iters": iters, "duration": duration}
-            if provider is not None:
-                config["provider"] = provider
-            if not as_json:
-                click.echo(f"  {model.name} · {_label(config)} · batch {batch_size} · threads "
-                           f"{threads or 'all'} · streams {streams} ...", err=True)
-            results.append({**config, "size_bytes": model.stat().st_size, **run_in_subprocess(config)})
-    _add_ratios(results)
-    report = {"results": results}
-    if save is not None:
-        atomic_write_bytes(save, (json.dumps(report, indent=2) + "\n").encode())
-    if plot is not None:
-        _plot(results, plot)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return
-    rows = [
-        (Path(r["model"]).name, _label(r), r["precision"], r["batch_size"], r["threads"] or "all", r["streams"],
-         f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f}", f"{r['min_ms']:.3f}",
-         f"{r['images_per_second']:.1f}", f"{r['size_bytes'] / 1e6:.1f}", f"{r['peak_rss_mb']:.0f}",
-         f"{r['p50_ratio']:.2f}×")
-        for r in results
-    ]
-    click.echo(format_table(["model", "engine", "precision", "batch", "threads", "streams", "p50 ms", "p90 ms",
-                             "p99 ms", "mean ms", "min ms", "images/s", "MB", "peak RSS MB", "p50 vs first"], rows))
-    extras = [f"wrote {path}" for path in (save, plot) if path is not None]
-    for line in extras:
-        click.echo(line)
 
 
-def _add_ratios(results: list[dict[str, Any]]) -> None:
-    """p50 and throughput of each row relative to the first model's row with the same batch, threads and streams."""
-    first = results[0]["model"], _label(results[0])
-    baseline = {(r["batch_size"], r["threads"], r["streams"]): r for r in results
-                if (r["model"], _label(r)) == first}
-    for r in results:
-        base = baseline[(r["batch_size"], r["threads"], r["streams"])]
-        r["p50_ratio"] = r["p50_ms"] / base["p50_ms"]
-        r["throughput_ratio"] = r["images_per_second"] / base["images_per_second"]
-
-
-def _plot(results: list[dict[str, Any]], path: Path) -> None:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = list(dict.fromkeys(f"{Path(r['model']).name} · {_label(r)}" for r in results))
-    configs = sorted({(r["batch_size"], r["threads"] or 0, r["streams"]) for r in results})
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    width = 0.8 / max(1, len(labels))
-    for index, label in enumerate(labels):
-        rows = {(r["batch_size"], r["threads"] or 0, r["streams"]): r for r in results
-                if f"{Path(r['model']).name} · {_label(r)}" == label}
-        xs = [i + index * width for i in range(len(configs))]
-        axes[0].bar(xs, [rows[c]["p50_ms"] if c in rows else 0 for c in configs], width, label=label)
-        axes[1].bar(xs, [rows[c]["images_per_second"] if c in rows else 0 for c in configs], width, label=label)
-    ticks = [i + 0.4 - width / 2 for i in range(len(configs))]
-    names = [f"batch {b}\n{t or 'all'} threads" + (f", {s} streams" if s > 1 else "") for b, t, s in configs]
-    for axis, title in zip(axes, ("p50 latency per call (ms, lower is better)", "throughput (images/s)")):
-        axis.set_xticks(ticks, names)
-        axis.set_title(title)
-        axis.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+def _table(rows: Sequence[BenchRow]) -> str:
+    cells = []
+    for row in rows:
+        config, stats = row.config, row.stats
+        cells.append((
+            Path(config.model).name, config.label, row.result.precision, config.batch_size, config.threads or "all",
+            config.streams, f"{stats.p50_ms:.3f}", f"{stats.p90_ms:.3f}", f"{stats.p99_ms:.3f}",
+            f"{stats.mean_ms:.3f}", f"{stats.min_ms:.3f}", f"{stats.images_per_second:.1f}",
+            f"{row.result.size_bytes / 1e6:.1f}", f"{row.result.peak_rss_mb:.0f}", f"{row.p50_ratio:.2f}×",
+        ))
+    return format_table(["model", "engine", "precision", "batch", "threads", "streams", "p50 ms", "p90 ms", "p99 ms",
+                         "mean ms", "min ms", "images/s", "MB", "peak RSS MB", "p50 vs first"], cells)

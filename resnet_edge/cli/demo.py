@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from resnet_edge.cli.table import format_table
-from resnet_edge.data import DATA_ENV_VAR, default_data_dir, load_sample, load_split
+from resnet_edge.data import DATA_ENV_VAR, Split, default_data_dir, load_sample, load_split
 from resnet_edge.extras import require
 from resnet_edge.reference import REFERENCE_CARD, REFERENCE_CHECKPOINT, reference_card
+from resnet_edge.run_folder import BEST, LAST, METRICS
 from resnet_edge.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    from resnet_edge.runtime import Predictor
 
 DEMO_CONFIG = TrainConfig(epochs=10, batch_size=100, lr=0.1, warmup_fraction=0.2)
 
@@ -31,83 +36,116 @@ def demo(out_dir: Path, epochs: int | None, progress: bool) -> None:
     10,000-image test set.
     """
     require("torch", "train", "resnet-edge demo")
+    summary = _Summary()
+    checkpoint = _model(out_dir, epochs, progress, summary)
+    model_path, int8_path = _export_and_quantize(checkpoint, out_dir, summary)
+    sample_test = load_sample("test")
+    top1 = _evaluate(model_path, int8_path, sample_test, summary)
+    predictor = _predict(model_path, sample_test, summary)
+    _bench(predictor, model_path, int8_path, top1, summary)
+    click.echo("\nsummary")
+    click.echo(format_table(["stage", "result", "seconds"], summary.rows))
+    click.echo(f"total {time.perf_counter() - summary.started:.0f} s; outputs in {out_dir}")
+
+
+class _Summary:
+    """One row per stage for the closing table: its name, its result and the seconds it took."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.rows: list[tuple[str, str, str]] = []
+        self._since = self.started
+
+    def start(self, heading: str | None = None) -> None:
+        if heading is not None:
+            click.echo(heading)
+        self._since = time.perf_counter()
+
+    def add(self, name: str, result: str) -> None:
+        self.rows.append((name, result, f"{time.perf_counter() - self._since:.1f}"))
+
+
+def _model(out_dir: Path, epochs: int | None, progress: bool, summary: _Summary) -> Path:
+    """The shipped reference checkpoint, or one trained on the sample when asked (or when it is missing)."""
     from dataclasses import replace
 
-    from resnet_edge.calibration import CifarCalibrationReader
-    from resnet_edge.evaluate import evaluate_model
-    from resnet_edge.export import export_onnx
-    from resnet_edge.export.quantize import quantize_onnx
-    from resnet_edge.runtime import Predictor, measure_latency
-    from resnet_edge.train import BEST, LAST, METRICS
     from resnet_edge.train import train as run_training
 
-    summary: list[tuple[str, str, str]] = []
-    started = time.perf_counter()
-
-    def stage(name: str, result: str, since: float) -> None:
-        summary.append((name, result, f"{time.perf_counter() - since:.1f}"))
-
-    t = time.perf_counter()
     if epochs is None and REFERENCE_CHECKPOINT.is_file() and REFERENCE_CARD.is_file():
         card = reference_card()
-        checkpoint = REFERENCE_CHECKPOINT
-        click.echo(f"== 1/6 the reference model shipped in the package: {checkpoint}")
-        stage("reference model", f"test top-1 {card['test_top1']:.2%} after {card['epochs']} epochs "
-                                 f"({card['wall_seconds'] / 60:.0f} min on {card['hardware']})", t)
-    else:
-        epochs = epochs or DEMO_CONFIG.epochs
-        click.echo("== 1/6 train on the built-in sample (1,000 train / 500 val images)")
-        run_dir = out_dir / "train"
-        for name in (LAST, BEST, METRICS):  # the demo starts over each time
-            (run_dir / name).unlink(missing_ok=True)
-        record = run_training(replace(DEMO_CONFIG, epochs=epochs), load_sample("train"), load_sample("val"),
-                              run_dir, log=click.echo, progress=progress)
-        checkpoint = run_dir / BEST
-        stage("train", f"{epochs} epochs on the sample, val top-1 {record['val_acc']:.1%}", t)
+        summary.start(f"== 1/6 the reference model shipped in the package: {REFERENCE_CHECKPOINT}")
+        summary.add("reference model", f"test top-1 {card['test_top1']:.2%} after {card['epochs']} epochs "
+                                       f"({card['wall_seconds'] / 60:.0f} min on {card['hardware']})")
+        return REFERENCE_CHECKPOINT
+    epochs = epochs or DEMO_CONFIG.epochs
+    summary.start("== 1/6 train on the built-in sample (1,000 train / 500 val images)")
+    run_dir = out_dir / "train"
+    for name in (LAST, BEST, METRICS):  # the demo starts over each time
+        (run_dir / name).unlink(missing_ok=True)
+    record = run_training(replace(DEMO_CONFIG, epochs=epochs), load_sample("train"), load_sample("val"),
+                          run_dir, log=click.echo, progress=progress)
+    summary.add("train", f"{epochs} epochs on the sample, val top-1 {record['val_acc']:.1%}")
+    return run_dir / BEST
 
-    click.echo("== 2/6 export to ONNX and check parity with PyTorch")
-    t = time.perf_counter()
+
+def _export_and_quantize(checkpoint: Path, out_dir: Path, summary: _Summary) -> tuple[Path, Path]:
+    from resnet_edge.calibration import CifarCalibrationReader
+    from resnet_edge.export import export_onnx
+    from resnet_edge.export.quantize import quantize_onnx
+
+    summary.start("== 2/6 export to ONNX and check parity with PyTorch")
     model_path = out_dir / "model.onnx"
     exported = export_onnx(checkpoint, model_path)
-    stage("export + parity", f"{model_path}, max |Δlogit| {exported.parity.max_abs_diff:.1e} "
-                             f"over {len(exported.parity.cases)} cases", t)
+    summary.add("export + parity", f"{model_path}, max |Δlogit| {exported.parity.max_abs_diff:.1e} "
+                                   f"over {len(exported.parity.cases)} cases")
 
-    click.echo("== 3/6 quantize to int8 (calibrated on sample training images, gated on the sample's val split)")
-    t = time.perf_counter()
+    summary.start("== 3/6 quantize to int8 (calibrated on sample training images, gated on the sample's val split)")
     int8_path = out_dir / "model.int8.onnx"
     reader = CifarCalibrationReader.from_training_split(load_sample("train"), size=512)
     # fallback: a model trained briefly on the sample may need a few fp32 nodes to pass the gate.
     quantized = quantize_onnx(model_path, int8_path, reader, load_sample("val"), fallback=True, log=click.echo)
-    stage("quantize int8", f"{int8_path}, {quantized.settings.method}, val drop {quantized.comparison.drop:+.2f} "
-                           f"points, agreement {quantized.comparison.agreement:.1%}", t)
+    summary.add("quantize int8", f"{int8_path}, {quantized.settings.method}, val drop {quantized.comparison.drop:+.2f} "
+                                 f"points, agreement {quantized.comparison.agreement:.1%}")
+    return model_path, int8_path
 
-    click.echo("== 4/6 evaluate the fp32 and int8 models")
-    t = time.perf_counter()
-    sample_test = load_sample("test")
-    top1 = {name: evaluate_model(path, sample_test)["top1"] for name, path in (("fp32", model_path),
-                                                                                ("int8", int8_path))}
-    stage("evaluate (sample test)", f"top-1 fp32 {top1['fp32']:.1%}, int8 {top1['int8']:.1%} "
-                                    f"on {len(sample_test)} images", t)
+
+def _evaluate(model_path: Path, int8_path: Path, sample_test: Split, summary: _Summary) -> dict[str, float]:
+    """Top-1 of both models on the sample's test split (and on the full one when $RESNET_EDGE_DATA is set)."""
+    from resnet_edge.evaluate import evaluate_model
+
+    models = (("fp32", model_path), ("int8", int8_path))
+    summary.start("== 4/6 evaluate the fp32 and int8 models")
+    top1 = {name: evaluate_model(path, sample_test)["top1"] for name, path in models}
+    summary.add("evaluate (sample test)", f"top-1 fp32 {top1['fp32']:.1%}, int8 {top1['int8']:.1%} "
+                                          f"on {len(sample_test)} images")
     if os.environ.get(DATA_ENV_VAR):
-        t = time.perf_counter()
+        summary.start()
         test = load_split("test", default_data_dir())
-        full = {name: evaluate_model(path, test)["top1"] for name, path in (("fp32", model_path), ("int8", int8_path))}
-        stage("evaluate (full test)", f"top-1 fp32 {full['fp32']:.2%}, int8 {full['int8']:.2%} "
-                                      f"on {len(test)} images", t)
+        full = {name: evaluate_model(path, test)["top1"] for name, path in models}
+        summary.add("evaluate (full test)", f"top-1 fp32 {full['fp32']:.2%}, int8 {full['int8']:.2%} "
+                                            f"on {len(test)} images")
+    return top1
 
-    click.echo("== 5/6 predict five test images")
-    t = time.perf_counter()
+
+def _predict(model_path: Path, sample_test: Split, summary: _Summary) -> Predictor:
+    from resnet_edge.runtime import Predictor
+
+    summary.start("== 5/6 predict five test images")
     predictor = Predictor(model_path)
     predictions = predictor.predict(sample_test.images[:5], top_k=1)
     names = predictor.class_names
     rows = [(i, names[label], name, f"{prob[0]:.3f}") for i, (label, name, prob) in
             enumerate(zip(sample_test.labels[:5], predictions.class_names, predictions.top_k_probabilities))]
     click.echo(format_table(["image", "true", "predicted", "probability"], rows))
-    hits = sum(row[1] == row[2] for row in rows)
-    stage("predict", f"{hits}/5 correct", t)
+    summary.add("predict", f"{sum(row[1] == row[2] for row in rows)}/5 correct")
+    return predictor
 
-    click.echo("== 6/6 bench fp32 against int8")
-    t = time.perf_counter()
+
+def _bench(predictor: Predictor, model_path: Path, int8_path: Path, top1: dict[str, float],
+           summary: _Summary) -> None:
+    from resnet_edge.runtime import Predictor, measure_latency
+
+    summary.start("== 6/6 bench fp32 against int8")
     rows = []
     for name, path in (("fp32", model_path), ("int8", int8_path)):
         runner = predictor if name == "fp32" else Predictor(path)
@@ -116,8 +154,4 @@ def demo(out_dir: Path, epochs: int | None, progress: bool) -> None:
         rows.append((name, f"{top1[name]:.1%}", f"{path.stat().st_size / 1e6:.1f} MB", f"{one.p50_ms:.2f} ms",
                      f"{many.images_per_second:.0f} img/s"))
     click.echo(format_table(["model", "top-1 (sample test)", "size", "batch-1 p50", "batch-64"], rows))
-    stage("bench", f"batch-1 p50 fp32 {rows[0][3]}, int8 {rows[1][3]}", t)
-
-    click.echo("\nsummary")
-    click.echo(format_table(["stage", "result", "seconds"], summary))
-    click.echo(f"total {time.perf_counter() - started:.0f} s; outputs in {out_dir}")
+    summary.add("bench", f"batch-1 p50 fp32 {rows[0][3]}, int8 {rows[1][3]}")

@@ -16,7 +16,7 @@ from resnet_edge.cli.options import (
     threads_option,
 )
 from resnet_edge.cli.table import format_table
-from resnet_edge.engines import engine_label
+from resnet_edge.bench.engines import engine_label
 from resnet_edge.evaluate import evaluate_model
 
 

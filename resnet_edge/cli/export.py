@@ -10,13 +10,15 @@ import click
 from resnet_edge.cli.options import json_option
 from resnet_edge.cli.table import format_table
 from resnet_edge.extras import require
+from resnet_edge.metadata import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="ONNX file to write. [default: CHECKPOINT with the suffix .onnx]")
-@click.option("--opset", type=click.IntRange(13, 20), default=17, show_default=True, help="ONNX opset version.")
+@click.option("--opset", type=click.IntRange(MIN_OPSET, MAX_OPSET), default=DEFAULT_OPSET, show_default=True,
+              help="ONNX opset version.")
 @click.option("--raw-input", is_flag=True,
               help="Take uint8 (batch, 32, 32, 3) pixels and normalize inside the graph, so apps feed raw pixels.")
 @json_option
@@ -43,9 +45,8 @@ def export(checkpoint: Path, output: Path | None, opset: int, raw_input: bool, a
             "parity": result.parity.to_dict(),
         }, indent=2))
         return
-    takes = "uint8 (batch, 32, 32, 3) pixels" if raw_input else "float32 (batch, 3, 32, 32), normalized"
     click.echo(f"wrote {result.output} ({result.size_bytes / 1e6:.1f} MB, opset {result.opset}, "
-               f"input 'input' {takes}, output 'logits')")
+               f"{result.metadata.describe_interface()})")
     rows = [(case.name, f"{case.max_abs_diff:.2e}", f"{case.tolerance:.2e}", case.argmax_mismatches,
              "ok" if case.passed else "FAIL") for case in result.parity.cases]
     click.echo("parity, PyTorch vs onnxruntime:")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import click
@@ -16,7 +17,8 @@ from resnet_edge.runtime.predictor import Predictor
 
 @click.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+# FILES are checked by read_image_file, whose one-line errors name the file (click's would print a usage block).
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes to list per image.")
 @click.option("--resize", is_flag=True, help="Resize images that are not 32x32 (bilinear) instead of refusing them.")
 @threads_option
@@ -34,12 +36,18 @@ def predict(model: Path, files: tuple[Path, ...], top_k: int, resize: bool, thre
     top_k = min(top_k, len(predictor.class_names))
     results = []
     for path in files:
-        try:
-            images = read_image_file(path)
-            predictions = predictor.predict(images, top_k=top_k, resize=resize)
-        except ValueError as exc:
-            message = str(exc).replace("pass resize=True", "pass --resize")
-            raise click.ClickException(message if message.startswith(str(path)) else f"{path}: {message}") from None
+        # Pillow warns about files it still reads (corrupt EXIF data, for one): each warning becomes one line
+        # naming the file, and none is printed when the file fails, since its one-line error says why.
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                images = read_image_file(path)
+                predictions = predictor.predict(images, top_k=top_k, resize=resize)
+            except ValueError as exc:
+                message = str(exc).replace("pass resize=True", "pass --resize")
+                raise click.ClickException(message if message.startswith(str(path)) else f"{path}: {message}") \
+                    from None
+        for message in _first_lines(caught):
+            click.echo(f"Warning: {path}: {message}", err=True)
         single = is_single(images)
         for index, record in enumerate(predictions.to_records()):
             results.append({"file": str(path), "index": None if single else index, **record})
@@ -52,3 +60,9 @@ def predict(model: Path, files: tuple[Path, ...], top_k: int, resize: bool, thre
         others = ", ".join(f"{c['class_name']} {c['probability']:.3f}" for c in result["top_k"])
         rows.append((name, result["class_name"], f"{result['probability']:.3f}", others))
     click.echo(format_table(["file", "class", "probability", f"top-{top_k}"], rows))
+
+
+def _first_lines(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Each distinct warning once, by the first line of its message."""
+    lines = (str(w.message).strip().splitlines() for w in caught)
+    return list(dict.fromkeys(line[0] for line in lines if line))

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from resnet_edge.calibration.selection import DEFAULT_CALIBRATION_IMAGES
 from resnet_edge.cli.options import data_options, json_option, load_data, load_training_data
 from resnet_edge.cli.table import format_table
 from resnet_edge.data import BATCHES_FOLDER, DATA_ENV_VAR, SAMPLE_SOURCE, batches_root, default_data_dir
 from resnet_edge.errors import DataError
-from resnet_edge.export.qdq import DEFAULT_CALIBRATION_IMAGES, DEFAULT_METHOD, METHODS
+from resnet_edge.export.qdq import DEFAULT_METHOD, METHODS
 from resnet_edge.export.quantize import DEFAULT_MAX_DROP
 from resnet_edge.extras import require
+
+if TYPE_CHECKING:
+    from resnet_edge.calibration import CalibrationReader
 
 
 @click.command()
@@ -61,17 +66,17 @@ def quantize(model: Path, output: Path | None, data_dir: Path | None, download: 
     log = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     sample = sample or _use_sample(data_dir, download, log)
     predictor = Predictor(model)  # also refuses a model without resnet-edge metadata, before any data is read
-    mean, std = predictor.metadata.mean, predictor.metadata.std
+    mean, std, raw_pixels = predictor.metadata.mean, predictor.metadata.std, predictor.metadata.raw_input
     train, val = load_training_data(data_dir, download, sample)  # one read of the training files
     split = val if eval_split == "val" else load_data("test", data_dir, download, sample)
     if calibration_path is None:
         try:
             reader = CifarCalibrationReader.from_training_split(train, calib_size, calib_batch_size, seed,
-                                                                mean=mean, std=std)
+                                                                mean=mean, std=std, raw_pixels=raw_pixels)
         except ValueError as exc:  # more images per class than the split holds
             raise DataError(f"--calib-size {calib_size}: {exc}") from None
     else:
-        reader = _user_reader(calibration_path, calib_batch_size, mean, std)
+        reader = _user_reader(calibration_path, calib_batch_size, mean, std, raw_pixels)
     result = quantize_onnx(model, output, reader, split, method=method, per_channel=per_channel,
                            reduce_range=reduce_range, max_drop=max_drop, fallback=fallback, log=log)
     latency = {
@@ -113,12 +118,12 @@ def _use_sample(data_dir: Path | None, download: bool, log) -> bool:
     return True
 
 
-def _user_reader(path: Path, batch_size: int, mean, std):
+def _user_reader(path: Path, batch_size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                 raw_pixels: bool) -> CalibrationReader:
     from resnet_edge.calibration import CifarCalibrationReader
 
+    read = CifarCalibrationReader.from_folder if path.is_dir() else CifarCalibrationReader.from_array
     try:
-        if path.is_dir():
-            return CifarCalibrationReader.from_folder(path, batch_size, mean=mean, std=std)
-        return CifarCalibrationReader.from_array(path, batch_size, mean=mean, std=std)
+        return read(path, batch_size, mean=mean, std=std, raw_pixels=raw_pixels)
     except ValueError as exc:
         raise DataError(f"--calibration {exc}") from None

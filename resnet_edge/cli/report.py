@@ -13,7 +13,7 @@ from resnet_edge.errors import DataError
 from resnet_edge.extras import require
 
 if TYPE_CHECKING:
-    from resnet_edge.report import TrainingRun
+    from resnet_edge.run_folder import TrainingRun
 
 
 @click.command()
@@ -40,7 +40,8 @@ def report(run_dir: Path, out_dir: Path | None, data_dir: Path | None, download:
     """
     require("matplotlib", "report", "resnet-edge report")
     require("torch", "train", "resnet-edge report")
-    from resnet_edge.report import headline, load_run, write_report
+    from resnet_edge.report import headline, write_report
+    from resnet_edge.run_folder import load_run
 
     run = load_run(run_dir)
     val_split = None if no_confusion else _validation_split(run, data_dir, download, sample)

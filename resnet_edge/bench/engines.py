@@ -1,6 +1,6 @@
 """The inference engines the bench compares, each behind one call: uint8 NHWC images in, probabilities out.
 
-Every engine pays the same preprocessing (``runtime.preprocess.normalize``, or
+Every engine pays the same preprocessing (``resnet_edge.normalization.normalize``, or
 none for a ``--raw-input`` model) and the same softmax, so a ratio between two
 engines is a ratio between their inference.
 
@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from resnet_edge.checkpoint import is_checkpoint_path
 from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.extras import require
 from resnet_edge.metadata import ModelMetadata
 from resnet_edge.runtime.predictor import Predictor, softmax
-from resnet_edge.runtime.preprocess import normalize
+from resnet_edge.normalization import normalize
 from resnet_edge.runtime.session import DEFAULT_PROVIDERS, short_provider_name
 
 ENGINES = ("onnxruntime", "torch", "openvino")
@@ -44,7 +45,7 @@ def engine_label(engine: str, provider: str | None = None) -> str:
 
 def default_engine(model: Path) -> str:
     """The engine that runs ``model`` by its file type: torch for checkpoints, onnxruntime for ONNX."""
-    return "torch" if model.suffix.lower() in (".pt", ".pth") else "onnxruntime"
+    return "torch" if is_checkpoint_path(model) else "onnxruntime"
 
 
 def runs(engine: str, model: Path) -> bool:
@@ -79,28 +80,19 @@ def load_engine(engine: str, model: Path, batch_size: int, threads: int | None,
     if engine == "torch":
         if streams != 1:
             raise ResnetEdgeError("streams apply to the onnxruntime and openvino engines, not torch")
-        return _torch(model, threads), "fp32"
+        return _torch(model, threads, batch_size), "fp32"
     if metadata is None:
         raise ResnetEdgeError(f"benchmarking {model.name} with openvino needs its resnet-edge metadata")
     return _openvino(model, metadata, batch_size, threads, streams), metadata.precision
 
 
-def _torch(model_path: Path, threads: int | None) -> Classify:
-    torch = require("torch", "train", "Benchmarking PyTorch")
-    from resnet_edge.checkpoint import load_checkpoint, model_from_checkpoint, normalization_of
+def _torch(model_path: Path, threads: int | None, batch_size: int) -> Classify:
+    require("torch", "train", "Benchmarking PyTorch")
+    from resnet_edge.torch_inference import checkpoint_logits
 
-    payload = load_checkpoint(model_path)
-    model = model_from_checkpoint(payload)
-    mean, std = normalization_of(payload)
-    if threads is not None:  # otherwise torch's own default, as onnxruntime and OpenVINO keep theirs
-        torch.set_num_threads(threads)
-
-    def classify(images: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            logits = model(torch.from_numpy(normalize(images, mean, std)))
-        return softmax(logits.numpy())
-
-    return classify
+    # threads None keeps torch's own default, as onnxruntime and OpenVINO keep theirs.
+    _, logits_of = checkpoint_logits(model_path, threads, batch_size=batch_size)
+    return lambda images: softmax(logits_of(images))
 
 
 def _openvino(model_path: Path, metadata: ModelMetadata, batch_size: int, threads: int | None,

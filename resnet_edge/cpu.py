@@ -1,0 +1,58 @@
+"""What this CPU is, read once from ``/proc/cpuinfo``: its model name and feature flags (no torch, no onnx).
+
+Three stages need it: run records name the hardware, int8 quantization picks types by
+the CPU's dot-product instructions (``resnet_edge.export.cpu_features``), and the
+runtime's optimized-graph cache is keyed by the CPU, since a saved graph can hold
+kernels for its instruction set. Linux has ``/proc/cpuinfo``; elsewhere the model
+name falls back to ``platform`` and there are no flags.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+CPUINFO = Path("/proc/cpuinfo")
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """The first processor's model name and flags (``flags`` on x86, ``Features`` on ARM)."""
+
+    machine: str
+    model_name: str | None
+    flags: frozenset[str]
+
+    def describe(self) -> str:
+        """``AMD EPYC 9R45, 2 cores``: the model name (or machine type) and this process's core count."""
+        return f"{self.model_name or platform.processor() or self.machine}, {os.cpu_count()} cores"
+
+    def fingerprint(self) -> str:
+        """Machine, model and flags in one string: what makes a compiled kernel valid on this CPU."""
+        return "\n".join([self.machine, self.model_name or "", " ".join(sorted(self.flags))])
+
+
+def parse_cpuinfo(text: str, machine: str | None = None) -> CpuInfo:
+    """The :class:`CpuInfo` in ``/proc/cpuinfo`` ``text`` (only the first processor's lines count)."""
+    model_name, flags = None, None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model_name is None:
+            model_name = value.strip()
+        elif key in ("flags", "Features") and flags is None:
+            flags = frozenset(value.split())
+    return CpuInfo(machine if machine is not None else platform.machine().lower(), model_name, flags or frozenset())
+
+
+@lru_cache(maxsize=1)
+def this_cpu() -> CpuInfo:
+    """This machine's CPU (read once per process)."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        text = ""
+    return parse_cpuinfo(text)
