@@ -12,6 +12,16 @@ from resnet_edge.data import DATA_ENV_VAR
 TINY_CONFIG = dict(epochs=2, batch_size=64, lr=0.05, limit_train=256, seed=0)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the full data set, directly or through another fixture, as ``full_data``.
+
+    ``pytest -m "not full_data"`` then runs what needs no download; ``-m full_data`` only those tests.
+    """
+    for item in items:
+        if "full_data_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.full_data)
+
+
 @pytest.fixture(scope="session")
 def full_data_dir() -> Path:
     """The full CIFAR-10 set, read through the same setting users have ($RESNET_EDGE_DATA)."""

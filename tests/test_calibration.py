@@ -12,7 +12,7 @@ from resnet_edge.calibration import CifarCalibrationReader, balanced_indices
 from resnet_edge.cifar10 import MEAN, NUM_CLASSES, STD
 from resnet_edge.data import load_sample
 from resnet_edge.metadata import INPUT_NAME, OUTPUT_NAME
-from resnet_edge.runtime.preprocess import normalize
+from resnet_edge.normalization import normalize
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_from_array_reads_npy_and_arrays(train, tmp_path):
         CifarCalibrationReader.from_array(wrong)
     pickled = tmp_path / "pickled.npy"
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="pickled.npy: cannot read"):
+    with pytest.raises(ValueError, match="pickled.npy: not a plain numeric .npy array"):
         CifarCalibrationReader.from_array(pickled)
 
 

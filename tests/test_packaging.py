@@ -7,6 +7,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA_FILES = (
+    "resnet_edge/reference/resnet18_cifar10.pt",
+    "resnet_edge/reference/run.json",
+    "resnet_edge/reference/metrics.jsonl",
+    "resnet_edge/sample/cifar10_sample.npz",
+    "resnet_edge/sample/cifar10_sample.json",
+)
 
 
 @pytest.mark.parametrize(
@@ -35,11 +42,17 @@ def test_top_level_folders_install_as_subpackages(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     (wheel,) = (tmp_path / "dist").glob("resnet_edge-*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
+    archive = zipfile.ZipFile(wheel)
+    names = archive.namelist()
     for expected in ("resnet_edge/__init__.py", "resnet_edge/runtime/predictor.py", "resnet_edge/export/onnx_export.py",
-                     "resnet_edge/calibration/reader.py", "resnet_edge/cli/__init__.py",
-                     "resnet_edge/sample/cifar10_sample.npz", "resnet_edge/sample/cifar10_sample.json"):
+                     "resnet_edge/calibration/reader.py", "resnet_edge/cli/__init__.py"):
         assert expected in names, expected
+    # The demo and the light install need the reference model and the sample: whole, byte for byte.
+    for data_file in DATA_FILES:
+        assert data_file in names, f"{data_file} is not in the wheel"
+        source = ROOT / data_file
+        assert archive.getinfo(data_file).file_size == source.stat().st_size, data_file
+        assert archive.read(data_file) == source.read_bytes(), data_file
     top_level = {name.split("/")[0] for name in names}
     assert not top_level & {"runtime", "export", "calibration", "tests", "benchmarks", "scripts"}, top_level
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from resnet_edge.calibration import CifarCalibrationReader
 from resnet_edge.cli import main
 from resnet_edge.data import load_sample
+from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.export.cpu_features import cpu_int8_support
 from resnet_edge.export.qdq import DEFAULT_METHOD, settings_for_cpu
 from resnet_edge.export.quantize import AccuracyGateError, quantize_onnx
@@ -24,6 +25,11 @@ QUIET = {"log": lambda line: None}
 
 def props_of(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def invoke(*args):
+    """The CLI in-process; unexpected exceptions propagate, so a test sees them as they are."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def constant_reader(batch_size: int = 32) -> CifarCalibrationReader:
@@ -64,7 +70,7 @@ def test_gate_refuses_broken_calibration_and_writes_nothing(reference_onnx, tmp_
 def test_gate_refusal_leaves_an_existing_output_intact(reference_onnx, tmp_path):
     output = tmp_path / "model.int8.onnx"
     output.write_bytes(b"previous model")
-    with pytest.raises(AccuracyGateError):
+    with pytest.raises(AccuracyGateError, match="int8 loses .* nothing written to .*model.int8.onnx"):
         quantize_onnx(reference_onnx, output, constant_reader(), load_sample("val"), **QUIET)
     assert output.read_bytes() == b"previous model"
 
@@ -97,31 +103,52 @@ def test_no_vnni_means_reduced_range_with_a_reason():
 
 
 def test_quantize_refuses_an_int8_model(reference_int8, tmp_path):
-    with pytest.raises(Exception, match="already int8"):
+    with pytest.raises(ResnetEdgeError, match="reference.int8.onnx is already int8; quantize the fp32 model"):
         quantize_onnx(reference_int8.output, tmp_path / "again.onnx", constant_reader(), load_sample("val"), **QUIET)
 
 
-def test_cli_quantizes_on_the_sample_and_reports_json(reference_onnx, tmp_path):
+def test_cli_options_reach_the_report_the_metadata_and_the_graph(reference_onnx, tmp_path):
     output = tmp_path / "cli.int8.onnx"
-    result = CliRunner().invoke(main, ["quantize", str(reference_onnx), "-o", str(output), "--sample",
-                                       "--calib-size", "128", "--json"])
+    result = invoke("quantize", reference_onnx, "--sample", "--method", "entropy", "--per-tensor", "--reduce-range",
+                    "--eval-split", "test", "--calib-size", 64, "-o", output, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["output"] == str(output) and output.is_file()
-    assert report["accuracy"]["split"] == "val" and report["calibration"].startswith("128 class-balanced")
+    assert report["calibration"].startswith("64 class-balanced images of the train split")
     assert report["size_ratio"] <= 0.27
     assert set(report["batch1_p50_ms"]) == {"fp32", "int8"}
+
+    props = props_of(output)
+    settings = json.loads(props[KEY_QUANTIZATION])
+    assert (settings["method"], settings["per_channel"], settings["reduce_range"]) == ("entropy", False, True)
+    accuracy = json.loads(props[KEY_INT8_ACCURACY])
+    assert (accuracy["split"], accuracy["images"], accuracy["source"]) == ("test", 1000, "built-in sample")
+    assert report["settings"] == {k: v for k, v in settings.items() if k != "cpu"}
+    assert report["accuracy"]["split"] == "test"
+
+    # What the metadata says is what the graph holds: one scale per int8 weight tensor (per-tensor) and
+    # 7-bit weights (reduce-range: |q| <= 64, where full range reaches 127).
+    graph = onnx.load(str(output)).graph
+    initializers = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
+    weights = [(initializers[node.input[0]], initializers[node.input[1]]) for node in graph.node
+               if node.op_type == "DequantizeLinear" and node.input[0] in initializers
+               and initializers[node.input[0]].dtype == np.int8]
+    assert len(weights) >= 20  # every conv and the classifier
+    per_channel = [q.shape for q, scale in weights if scale.size != 1]
+    assert not per_channel, f"{len(per_channel)} weight tensors have per-channel scales, e.g. {per_channel[0]}"
+    assert max(int(np.abs(q.astype(np.int32)).max()) for q, _ in weights) <= 64
 
 
 def test_cli_gate_refusal_is_one_line_and_exit_1(reference_onnx, tmp_path):
     calibration = tmp_path / "grey.npy"
     np.save(calibration, np.full((64, 32, 32, 3), 128, np.uint8))
     output = tmp_path / "x.int8.onnx"
-    result = CliRunner().invoke(main, ["quantize", str(reference_onnx), "-o", str(output), "--sample",
-                                       "--calibration", str(calibration)])
-    assert result.exit_code == 1
-    assert "Traceback" not in result.output
-    assert "int8 loses" in result.output and "--max-drop 0.5" in result.output and "--fallback" in result.output
+    result = invoke("quantize", reference_onnx, "-o", output, "--sample", "--calibration", calibration)
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, (result.exception, result.output)
+    [error] = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert "int8 loses" in error and "points on val" in error  # the default --eval-split
+    assert "--max-drop 0.5" in error and "--fallback" in error
+    assert "calibrating (minmax) on 64 images" in result.output  # the default --method
     assert not output.exists()
 
 
@@ -133,8 +160,9 @@ def test_cli_refuses_a_model_without_metadata(tmp_path):
         [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1, 10])],
     )
     onnx.save(onnx.helper.make_model(graph), bare)
-    result = CliRunner().invoke(main, ["quantize", str(bare), "--sample"])
-    assert result.exit_code == 1 and "lacks resnet-edge metadata" in result.output
+    result = invoke("quantize", bare, "--sample")
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, (result.exception, result.output)
+    assert result.output.startswith("Error: ") and "lacks resnet-edge metadata" in result.output
 
 
 def test_raw_input_model_is_calibrated_on_pixels(tmp_path):
@@ -143,7 +171,11 @@ def test_raw_input_model_is_calibrated_on_pixels(tmp_path):
 
     raw = tmp_path / "raw.onnx"
     export_onnx(reference_checkpoint(), raw, raw_input=True)
-    reader = CifarCalibrationReader.from_training_split(load_sample("train"), size=256)
+    normalized = CifarCalibrationReader.from_training_split(load_sample("train"), size=256)
+    with pytest.raises(ResnetEdgeError, match="takes raw uint8 pixels but the calibration reader serves normalized"):
+        quantize_onnx(raw, tmp_path / "raw.int8.onnx", normalized, load_sample("val"), **QUIET)
+    assert not (tmp_path / "raw.int8.onnx").exists()
+    reader = CifarCalibrationReader.from_training_split(load_sample("train"), size=256, raw_pixels=True)
     result = quantize_onnx(raw, tmp_path / "raw.int8.onnx", reader, load_sample("val"), **QUIET)
     assert reader.raw_pixels and result.comparison.agreement >= 0.98
     int8 = Predictor(result.output)
@@ -161,7 +193,7 @@ def test_unknown_cpu_flags_keep_full_range_and_say_why():
 
 def test_openvino_runs_the_int8_model_too(reference_int8):
     pytest.importorskip("openvino")
-    from resnet_edge.engines import load_engine
+    from resnet_edge.bench.engines import load_engine
     from resnet_edge.runtime.session import read_metadata
 
     images = load_sample("test").images[:64]

@@ -8,16 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from resnet_edge.checkpoint import load_checkpoint, save_checkpoint
-from resnet_edge.cifar10 import CLASS_NAMES
+from resnet_edge.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from resnet_edge.cifar10 import CLASS_NAMES, MEAN, STD
 from resnet_edge.cli import main
 from resnet_edge.data import Split, load_sample
-from resnet_edge.evaluate import evaluate_model
 from resnet_edge.files import atomic_write_bytes
-from resnet_edge.report import load_run, write_report
+from resnet_edge.metrics import classification_report
+from resnet_edge.report import confusion_from_logits, confusion_of_best
+from resnet_edge.run_folder import load_run
 
 from conftest import TINY_CONFIG
 
@@ -30,7 +32,8 @@ def invoke(*args):
 
 
 def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
+    # invoke() lets unexpected exceptions through; a user error ends in click's SystemExit(1).
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, (result.exception, result.output)
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     for fragment in fragments:
@@ -101,17 +104,50 @@ def test_summary_states_the_run_and_embeds_the_charts(sample_report, trained_run
     assert all((out / link).is_file() for link in links)
 
 
-def test_confusion_matrix_agrees_with_evaluate(trained_run, tmp_path):
+def test_confusion_of_hand_built_logits_has_true_classes_as_rows():
+    names = ("a", "b", "c")
+    labels = np.array([0, 0, 1, 2])
+    logits = np.array([  # argmax: 0, 1, 1, 0
+        [2.0, 1.0, 0.0],
+        [0.5, 1.5, -1.0],
+        [-1.0, 3.0, 0.0],
+        [0.2, -0.3, 0.1],
+    ])
+    expected = [[1, 1, 0],  # a: one right, one taken for b
+                [0, 1, 0],  # b: right
+                [1, 0, 0]]  # c: taken for a
+    report = classification_report(logits, labels, names)
+    assert report["confusion"] == expected
+    assert report["top1"] == 0.5 and report["images"] == 4
+    assert report["per_class"] == {"a": 0.5, "b": 1.0, "c": 0.0}
+
+    split = Split("val", np.zeros((4, 32, 32, 3), np.uint8), labels, "hand-built")
+    confusion = confusion_from_logits(logits, split, names)
+    assert confusion.counts.tolist() == expected and confusion.top1 == 0.5
+    assert confusion.class_names == names and confusion.source == "hand-built" and confusion.images == 4
+
+    # A class without images: an empty row and column, and no accuracy rather than 0.
+    wider = np.concatenate([logits, np.full((4, 1), -10.0)], axis=1)
+    report = classification_report(wider, labels, (*names, "d"))
+    assert report["confusion"] == [[*row, 0] for row in expected] + [[0, 0, 0, 0]]
+    assert report["per_class"] == {"a": 0.5, "b": 1.0, "c": 0.0, "d": None} and report["top1"] == 0.5
+
+
+def test_confusion_of_best_counts_what_pytorch_predicts(trained_run):
     val = load_sample("val")
     split = Split("val", val.images[:100], val.labels[:100], val.source)
-    report = write_report(load_run(trained_run), tmp_path, split)
-    counts = report.confusion.counts
-    assert counts.shape == (len(CLASS_NAMES), len(CLASS_NAMES))
-    assert counts.sum(axis=1).tolist() == np.bincount(split.labels, minlength=len(CLASS_NAMES)).tolist()
-    evaluated = evaluate_model(trained_run / "best.pt", split)
-    assert report.confusion.top1 == pytest.approx(evaluated["top1"])
-    assert counts.tolist() == evaluated["confusion"]
-    assert report.confusion.class_names == CLASS_NAMES
+    confusion = confusion_of_best(load_run(trained_run), split)
+
+    # The same 100 images through best.pt, normalized and counted here.
+    model = model_from_checkpoint(load_checkpoint(trained_run / "best.pt"))
+    x = (split.images.transpose(0, 3, 1, 2) / 255.0 - np.array(MEAN)[:, None, None]) / np.array(STD)[:, None, None]
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(x.astype(np.float32))).argmax(1).numpy()
+    expected = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), np.int64)
+    np.add.at(expected, (split.labels, predicted), 1)
+    assert confusion.counts.tolist() == expected.tolist()
+    assert confusion.top1 == (predicted == split.labels).mean()
+    assert confusion.class_names == CLASS_NAMES and confusion.source == val.source
 
 
 def test_default_folder_and_no_confusion(trained_run, tmp_path):

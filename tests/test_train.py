@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_edge.augment import alternating_flips, cutout, normalize, random_crop, random_flip
+from resnet_edge.augment import alternating_flips, cutout, normalize_batch, random_crop, random_flip
 from resnet_edge.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from resnet_edge.cifar10 import CLASS_NAMES, MEAN, STD
 from resnet_edge.data import Split, load_sample
 from resnet_edge.errors import CheckpointError, ResnetEdgeError
 from resnet_edge.files import atomic_write
-from resnet_edge.runtime.preprocess import normalize as numpy_normalize
+from resnet_edge.normalization import normalize as numpy_normalize
 from resnet_edge.ema import WeightAverage
 from resnet_edge.model import ResNet18
-from resnet_edge.train import one_cycle, train
+from resnet_edge.torch_inference import torch_logits
+from resnet_edge.train import one_cycle, resolve_precision, train, uses_channels_last
 from resnet_edge.train_config import TrainConfig, saved_config
 
 from conftest import TINY_CONFIG
@@ -46,11 +47,26 @@ def test_metrics_and_checkpoints_are_written(trained_run):
     assert best["val_top1"] == max(r["val_acc"] for r in records)
 
 
-def test_checkpoint_round_trip_restores_identical_weights(trained_run):
+def test_checkpoint_round_trip_restores_the_weights_the_trainer_validated(trained_run):
+    # The trainer validated the weights it held in memory at the end of the last epoch and wrote their
+    # loss and top-1 to metrics.jsonl. The same measurement of last.pt, reloaded, must give the same numbers:
+    # a lost BatchNorm statistic, a rounded weight or the optimizer's weights in place of the average would not.
+    record = json.loads((trained_run / "metrics.jsonl").read_text().splitlines()[-1])
     payload = load_checkpoint(trained_run / "last.pt")
+    assert payload["epoch"] == record["epoch"] == TINY_CONFIG["epochs"]
+    device = torch.device("cpu")
+    autocast = resolve_precision(payload["config"]["precision"], device)
+    channels_last = uses_channels_last(device, autocast)
     model = model_from_checkpoint(payload)
-    for name, tensor in model.state_dict().items():
-        assert torch.equal(tensor, payload["model"][name].float() if tensor.is_floating_point() else payload["model"][name])
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)  # as the trainer holds it, so the arithmetic matches
+    val = load_sample("val")  # what the trainer validated on (conftest's trained_run)
+    logits = torch_logits(model, val.images, MEAN, STD, autocast_dtype=autocast, channels_last=channels_last)
+    loss = float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(val.labels)))
+    assert (logits.argmax(1).numpy() == val.labels).mean() == record["val_acc"]
+    # Exactly: the same weights through the same arithmetic give the same bits (fp16-rounded weights move
+    # this loss by ~1e-6, the raw weights in place of the average by ~3e-3).
+    assert loss == record["val_loss"]
 
 
 def test_loss_falls_on_a_tiny_subset(sample, tmp_path):
@@ -179,11 +195,16 @@ def test_runs_saved_before_new_settings_resume_with_them_off():
     assert (config.ema_decay, config.cutout, config.alternate_flips) == (0.0, 0, False)
 
 
-def test_torch_and_numpy_normalization_agree():
+@pytest.mark.parametrize("mean, std", [(MEAN, STD), ((0.5, 0.25, 0.125), (0.2, 0.3, 0.4))])
+def test_torch_and_numpy_normalization_compute_the_formula(mean, std):
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-    expected = numpy_normalize(images, MEAN, STD)
-    actual = normalize(torch.from_numpy(images).permute(0, 3, 1, 2)).numpy()
-    assert np.allclose(actual, expected, atol=1e-5)
+    # (x / 255 - mean) / std in float64, written out here rather than taken from the code under test.
+    expected = (images.transpose(0, 3, 1, 2) / 255.0 - np.array(mean)[:, None, None]) / np.array(std)[:, None, None]
+    from_numpy = numpy_normalize(images, mean, std)
+    from_torch = normalize_batch(torch.from_numpy(images).permute(0, 3, 1, 2), mean, std).numpy()
+    assert from_numpy.dtype == from_torch.dtype == np.float32
+    np.testing.assert_allclose(from_numpy, expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(from_torch, expected, rtol=0, atol=1e-5)
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
