@@ -82,7 +82,7 @@ def build_models(work: Path, data_dir: str | None) -> dict[str, Path]:
         "int8 raw-input": (True, default),
         "int8 raw-input, per-tensor": (True, per_tensor),
     }
-    readers = {raw: CifarCalibrationReader.from_training_split(train, size=512, raw_pixels=raw)
+    readers = {raw: CifarCalibrationReader.from_training_split(train, raw_pixels=raw)
                for raw in (False, True)}
     for name, (raw, settings) in variants.items():
         log(f"quantizing: {name}")

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from resnet_edge.bench.passes import interleaved_timings
-from resnet_edge.calibration import CifarCalibrationReader
+from resnet_edge.calibration import DEFAULT_CALIBRATION_IMAGES, CifarCalibrationReader
 from resnet_edge.cli.table import format_table
 from resnet_edge.data import DATA_ENV_VAR, Split, load_sample, load_split, load_train_val
 from resnet_edge.export.accuracy_gate import compare, onnx_logits
@@ -136,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", type=Path, help="fp32 ONNX model; default: export the reference model")
     parser.add_argument("--data-dir", default=None, help=f"CIFAR-10 folder (default: ${DATA_ENV_VAR})")
-    parser.add_argument("--calib-size", type=int, default=512)
+    parser.add_argument("--calib-size", type=int, default=DEFAULT_CALIBRATION_IMAGES)
     parser.add_argument("--iters", type=int, default=600, help="timed batch-1 calls per model (default 600)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")

@@ -74,7 +74,7 @@ def prepare(work: Path, data_dir: str | None) -> dict[str, Path]:
     for name, source, per_channel in (("int8", "fp32", True), (RAW_PER_TENSOR, "fp32 raw-input", False)):
         models[name] = work / f"{name.replace(' ', '_')}.onnx"
         log(f"quantizing: {name}")
-        reader = CifarCalibrationReader.from_training_split(train, size=512, raw_pixels=source == "fp32 raw-input")
+        reader = CifarCalibrationReader.from_training_split(train, raw_pixels=source == "fp32 raw-input")
         quantize_onnx(models[source], models[name], reader, val, per_channel=per_channel, log=log)
     return models
 

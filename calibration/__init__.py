@@ -8,8 +8,7 @@ are imported on first use: ``resnet_edge.calibration.selection`` (and the CLI's
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from resnet_edge.lazy import lazy_getattr
 
 _LAZY = {
     "CalibrationReader": "reader",
@@ -20,8 +19,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

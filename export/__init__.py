@@ -7,8 +7,7 @@ and ``resnet_edge.export.quantize`` works on machines without torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from resnet_edge.lazy import lazy_getattr
 
 _LAZY = {
     "ExportResult": "onnx_export",
@@ -23,8 +22,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

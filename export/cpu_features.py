@@ -5,14 +5,14 @@ x86 CPUs without VNNI multiply uint8 × int8 pairs with ``VPMADDUBSW``, whose
 onnxruntime's guidance is to quantize weights to 7 bits (``reduce_range``) there.
 CPUs with AVX-512 VNNI or AVX-VNNI accumulate in 32 bits and need no reduction.
 ARM CPUs have their own int8 dot products (SDOT/UDOT) and prefer signed activations.
-Reads ``/proc/cpuinfo`` through ``resnet_edge.cpu``; elsewhere falls back to the machine type only.
+Reads ``/proc/cpuinfo`` through ``resnet_edge.hardware``; elsewhere falls back to the machine type only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resnet_edge.cpu import parse_cpuinfo, this_cpu
+from resnet_edge.hardware import parse_cpuinfo, this_cpu
 
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 _X86 = ("x86_64", "amd64", "i386", "i686", "x86")

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from resnet_edge.metadata import INPUT_NAME, OUTPUT_NAME
+from resnet_edge.runtime.session import DEFAULT_PROVIDERS
 
 RELATIVE_TOLERANCE = 1e-4
 PARITY_BATCHES = (1, 7, 64)
@@ -86,7 +87,7 @@ def check_parity(model: nn.Module, onnx_model: bytes | str, real_images: np.ndar
     ``(N, 32, 32, 3)`` pixels for a raw-input model); N must cover the largest batch.
     """
     model = model.float().eval()
-    session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(onnx_model, providers=list(DEFAULT_PROVIDERS))
     cases = []
     for name, inputs in parity_inputs(real_images, batches):
         expected = model(torch.from_numpy(inputs)).numpy()

@@ -10,6 +10,7 @@ augmentations.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -76,8 +77,14 @@ def cutout(images: Tensor, size: int, generator: torch.Generator) -> Tensor:
 def normalize_batch(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """uint8 ``(B, 3, H, W)`` on any device → float32 ``(x / 255 - mean) / std``, the arithmetic of
     ``resnet_edge.normalization.affine`` (one multiply-add per pixel), so training sees what deployment feeds."""
-    scale, shift = (torch.tensor(t, device=images.device) for t in affine(mean, std))
+    scale, shift = _affine_on(tuple(mean), tuple(std), images.device)
     return images.float() * scale + shift
+
+
+@lru_cache(maxsize=8)
+def _affine_on(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    # Built once per device: a host-to-device copy every step would synchronize a CUDA stream.
+    return tuple(torch.tensor(t, device=device) for t in affine(mean, std))
 
 
 def to_nchw(images_nhwc: Tensor) -> Tensor:

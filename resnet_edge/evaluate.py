@@ -13,6 +13,7 @@ from resnet_edge.checkpoint import is_checkpoint_path
 from resnet_edge.data import Split
 from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.extras import require
+from resnet_edge.metadata import ONNX_SUFFIX
 from resnet_edge.metrics import classification_report
 from resnet_edge.runtime.predictor import Predictor
 
@@ -32,7 +33,7 @@ def evaluate_model(model_path: str | Path, split: Split, threads: int | None = N
     test-time measurement only, never part of an exported model.
     """
     path = Path(model_path)
-    if path.suffix.lower() == ".onnx":
+    if path.suffix.lower() == ONNX_SUFFIX:
         predictor = Predictor(path, threads=threads, chunk_size=batch_size, providers=providers)
         class_names, logits_of = predictor.class_names, predictor.logits
         engine, provider = "onnxruntime", predictor.providers[0]

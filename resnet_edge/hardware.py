@@ -1,10 +1,11 @@
-"""What this CPU is, read once from ``/proc/cpuinfo``: its model name and feature flags (no torch, no onnx).
+"""What machine this is: the CPU read once from ``/proc/cpuinfo`` (model name, feature flags), and the GPU.
 
-Three stages need it: run records name the hardware, int8 quantization picks types by
-the CPU's dot-product instructions (``resnet_edge.export.cpu_features``), and the
-runtime's optimized-graph cache is keyed by the CPU, since a saved graph can hold
-kernels for its instruction set. Linux has ``/proc/cpuinfo``; elsewhere the model
-name falls back to ``platform`` and there are no flags.
+Three stages need it: run records name the hardware (:func:`hardware_description`),
+int8 quantization picks types by the CPU's dot-product instructions
+(``resnet_edge.export.cpu_features``), and the runtime's optimized-graph cache is keyed
+by the CPU, since a saved graph can hold kernels for its instruction set. Linux has
+``/proc/cpuinfo``; elsewhere the model name falls back to ``platform`` and there are no
+flags. No torch or onnx at import: torch is asked only for a CUDA device's name.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import platform
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -35,7 +40,7 @@ class CpuInfo:
         return "\n".join([self.machine, self.model_name or "", " ".join(sorted(self.flags))])
 
 
-def parse_cpuinfo(text: str, machine: str | None = None) -> CpuInfo:
+def parse_cpuinfo(text: str) -> CpuInfo:
     """The :class:`CpuInfo` in ``/proc/cpuinfo`` ``text`` (only the first processor's lines count)."""
     model_name, flags = None, None
     for line in text.splitlines():
@@ -45,7 +50,7 @@ def parse_cpuinfo(text: str, machine: str | None = None) -> CpuInfo:
             model_name = value.strip()
         elif key in ("flags", "Features") and flags is None:
             flags = frozenset(value.split())
-    return CpuInfo(machine if machine is not None else platform.machine().lower(), model_name, flags or frozenset())
+    return CpuInfo(platform.machine().lower(), model_name, flags or frozenset())
 
 
 @lru_cache(maxsize=1)
@@ -56,3 +61,12 @@ def this_cpu() -> CpuInfo:
     except OSError:
         text = ""
     return parse_cpuinfo(text)
+
+
+def hardware_description(device: torch.device) -> str:
+    """The GPU name, or the CPU model and core count, for run records."""
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    return this_cpu().describe()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from resnet_edge.errors import MetadataError
 
+ONNX_SUFFIX = ".onnx"
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 INPUT_LAYOUT = "NCHW"  # float32 (batch, 3, H, W), normalized by the caller

@@ -10,8 +10,8 @@ that can be attached to a pull request or browsed on GitHub as it is:
 - ``summary.md``: epochs, best and final accuracy, wall time, throughput, config, torch and hardware, and the
   charts embedded by relative path.
 
-Charts are drawn on matplotlib ``Figure`` objects without pyplot: that renders through Agg whatever the
-user's configured backend, so it works headless and leaves a notebook's backend alone. Everything is
+Charts are drawn on matplotlib ``Figure`` objects without pyplot (``resnet_edge.figures``), so they render
+headless and leave a notebook's backend alone. Everything is
 rendered in memory first and then written atomically, summary.md last, so a failure writes nothing and
 summary.md never links a chart that is not there. A report of a 30-epoch run takes a few seconds; the
 confusion matrix adds one fp32 pass over the validation images (about 8 s for the 2,000 on 2 cores).
@@ -19,29 +19,24 @@ confusion matrix adds one fp32 pass over the validation images (about 8 s for th
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from resnet_edge.data import Split
 from resnet_edge.extras import require
+from resnet_edge.figures import new_figure, png_bytes
 from resnet_edge.files import atomic_write_bytes
 from resnet_edge.metrics import classification_report
 from resnet_edge.run_folder import TrainingRun
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 REPORT_DIR = "report"
 LOSS_PNG, ACCURACY_PNG, LR_PNG, CONFUSION_PNG, SUMMARY_MD = (
     "loss.png", "accuracy.png", "lr.png", "confusion.png", "summary.md",
 )
-DPI = 120
-
 
 @dataclass(frozen=True)
 class Confusion:
@@ -83,24 +78,12 @@ def confusion_from_logits(logits: np.ndarray, split: Split, class_names: Sequenc
                      split.source)
 
 
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
-def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
 def curves_png(metrics: Sequence[dict[str, Any]], series: Sequence[tuple[str, str]], ylabel: str, title: str,
                best_epoch: int | None = None, percent: bool = False) -> bytes:
     """One line per ``(key, label)`` in ``series`` against the epoch, as PNG bytes."""
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-    figure = _figure(6.4, 4.0)
+    figure = new_figure(6.4, 4.0)
     axes = figure.add_subplot()
     epochs = [record["epoch"] for record in metrics]
     for key, label in series:
@@ -115,7 +98,7 @@ def curves_png(metrics: Sequence[dict[str, Any]], series: Sequence[tuple[str, st
     axes.grid(alpha=0.3)
     if len(series) > 1 or best_epoch is not None:
         axes.legend()
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def confusion_png(confusion: Confusion) -> bytes:
@@ -126,7 +109,7 @@ def confusion_png(confusion: Confusion) -> bytes:
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
     names = confusion.class_names
-    figure = _figure(7.5, 6.5)
+    figure = new_figure(7.5, 6.5)
     axes = figure.add_subplot()
     image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
     figure.colorbar(image, ax=axes, format=PercentFormatter(1.0), label="share of the true class (row)")
@@ -137,7 +120,7 @@ def confusion_png(confusion: Confusion) -> bytes:
     for (row, column), count in np.ndenumerate(counts):
         axes.text(column, row, str(count), ha="center", va="center", fontsize=8,
                   color="white" if shares[row, column] > 0.5 else "black")
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def format_duration(seconds: float) -> str:

@@ -40,7 +40,7 @@ from resnet_edge import distributed
 from resnet_edge.augment import alternating_flips, cutout, flip, normalize_batch, random_crop, random_flip, to_nchw
 from resnet_edge.checkpoint import TrainingState, load_checkpoint, save_checkpoint, training_payload, training_state_of
 from resnet_edge.cifar10 import CLASS_NAMES, MEAN, STD
-from resnet_edge.cpu import this_cpu
+from resnet_edge.hardware import hardware_description
 from resnet_edge.data import Split
 from resnet_edge.distributed import Ranks
 from resnet_edge.ema import WeightAverage
@@ -70,13 +70,6 @@ def resolve_device(device: str, ranks: Ranks | None = None) -> torch.device:
         )
     torch.cuda.set_device(ranks.local_rank)
     return torch.device("cuda", ranks.local_rank)
-
-
-def hardware_description(device: torch.device) -> str:
-    """The GPU name, or the CPU model and core count, for run records."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return this_cpu().describe()
 
 
 def cpu_supports_bf16() -> bool:
@@ -324,8 +317,7 @@ class _Run:
         self.start_epoch, self.history, self.best_top1 = 0, [], -1.0
         if saved is not None:
             self._restore(saved)
-        self.images = to_nchw(torch.from_numpy(train_split.images[: config.limit_train])).to(device)
-        self.labels = torch.from_numpy(labels).to(device)
+        self._host_data = train_split.images[: config.limit_train], labels  # on the device once training starts
         self.hardware = hardware_description(device)
 
     def _global_batch(self, saved: dict[str, Any] | None) -> int:
@@ -376,6 +368,9 @@ class _Run:
                 f"processes would start at different epochs {starts}: the run folder {self.out_dir} must be on "
                 "storage that every node reads"
             )
+        images, labels = self._host_data
+        self.images = to_nchw(torch.from_numpy(images)).to(self.device)
+        self.labels = torch.from_numpy(labels).to(self.device)
         net: nn.Module = self.model
         if ranks.enabled:
             net = nn.parallel.DistributedDataParallel(
@@ -453,7 +448,7 @@ class _Run:
         loss_sum, correct, seen = totals.tolist()
         record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": loss_sum / seen,
                   "train_acc": correct / seen, "val_loss": val_loss, "val_acc": val_top1,
-                  "img_per_s": seen / train_seconds, "seconds": 0.0}
+                  "img_per_s": seen / train_seconds, "seconds": 0.0}  # set below; its place keeps the key order
         if self.ema is not None:
             record["val_acc_raw"] = self._validate(self.model)[1]
         record["seconds"] = time.perf_counter() - started

@@ -28,7 +28,7 @@ from typing import Any
 
 import onnxruntime as ort
 
-from resnet_edge.cpu import this_cpu
+from resnet_edge.hardware import this_cpu
 from resnet_edge.errors import MetadataError
 from resnet_edge.metadata import ModelMetadata
 

@@ -27,8 +27,8 @@ from resnet_edge.data import load_split, load_train_val
 from resnet_edge.evaluate import evaluate_model
 from resnet_edge.files import atomic_write_bytes, file_sha256
 from resnet_edge.reference import REFERENCE_CARD, REFERENCE_CHECKPOINT, REFERENCE_METRICS
-from resnet_edge.run_folder import load_run, write_metrics
-from resnet_edge.train import hardware_description
+from resnet_edge.run_folder import LAST, load_run, write_metrics
+from resnet_edge.hardware import hardware_description
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
 
     run = load_run(args.run_dir)
-    last = load_checkpoint(args.run_dir / "last.pt")
+    last = load_checkpoint(args.run_dir / LAST)
     if last["epoch"] < last["config"]["epochs"]:
         parser.error(f"{args.run_dir} is not finished ({last['epoch']}/{last['config']['epochs']} epochs)")
     best = run.best

@@ -5,7 +5,8 @@ none for a ``--raw-input`` model) and the same softmax, so a ratio between two
 engines is a ratio between their inference.
 
 - ``onnxruntime``: the toolkit's ``Predictor`` on an ``.onnx`` file (fp32 or int8).
-- ``torch``: PyTorch eager fp32 on a ``.pt`` checkpoint, in inference mode.
+- ``torch``: PyTorch eager fp32 on a ``.pt`` checkpoint, in inference mode
+  (``resnet_edge.torch_inference``, as ``evaluate`` runs it).
 - ``openvino``: OpenVINO's CPU plugin on the same ``.onnx`` file (an int8 QDQ
   model runs as int8), compiled for the benchmarked batch size with the latency
   hint; needs the ``[openvino]`` extra.
@@ -27,7 +28,7 @@ import numpy as np
 from resnet_edge.checkpoint import is_checkpoint_path
 from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.extras import require
-from resnet_edge.metadata import ModelMetadata
+from resnet_edge.metadata import ONNX_SUFFIX, ModelMetadata
 from resnet_edge.runtime.predictor import Predictor, softmax
 from resnet_edge.normalization import normalize
 from resnet_edge.runtime.session import DEFAULT_PROVIDERS, short_provider_name
@@ -50,7 +51,7 @@ def default_engine(model: Path) -> str:
 
 def runs(engine: str, model: Path) -> bool:
     """Whether ``engine`` can run ``model``'s file type."""
-    return (engine == "torch") != (model.suffix.lower() == ".onnx")
+    return (engine == "torch") != (model.suffix.lower() == ONNX_SUFFIX)
 
 
 def check_engine(engine: str, model: Path) -> None:

@@ -1,18 +1,16 @@
 """The ``resnet-edge bench --plot`` chart: p50 latency and throughput of every row, grouped by setting.
 
-Drawn on a matplotlib ``Figure`` without pyplot, as ``resnet_edge.report`` draws its charts: that renders
-through Agg whatever the user's configured backend, so it works headless, leaves a notebook's backend
-alone and never switches the backend of a program that imported the bench. Rendered in memory, then written
-atomically. Needs the ``[report]`` extra (matplotlib).
+Drawn on a matplotlib ``Figure`` without pyplot (``resnet_edge.figures``, as the training report's charts),
+rendered in memory, then written atomically. Needs the ``[report]`` extra (matplotlib).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
 from resnet_edge.bench.rows import BenchRow
+from resnet_edge.figures import new_figure, png_bytes
 from resnet_edge.files import atomic_write_bytes
 
 DPI = 110
@@ -29,11 +27,9 @@ def _setting(row: BenchRow) -> tuple[int, int, int]:
 
 def plot_rows(rows: Sequence[BenchRow], path: Path) -> None:
     """Two bar charts side by side, one bar per model · engine in each group of batch size, threads, streams."""
-    from matplotlib.figure import Figure
-
     series = list(dict.fromkeys(_series(r) for r in rows))
     settings = sorted({_setting(r) for r in rows})
-    figure = Figure(figsize=(12, 4.5), dpi=DPI, layout="constrained")
+    figure = new_figure(12, 4.5, dpi=DPI)
     axes = figure.subplots(1, 2)
     width = 0.8 / max(1, len(series))
     for index, name in enumerate(series):
@@ -49,6 +45,4 @@ def plot_rows(rows: Sequence[BenchRow], path: Path) -> None:
         axis.set_title(title)
         axis.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, png_bytes(figure))

@@ -101,7 +101,8 @@ def _export_and_quantize(checkpoint: Path, out_dir: Path, summary: _Summary) -> 
 
     summary.start("== 3/6 quantize to int8 (calibrated on sample training images, gated on the sample's val split)")
     int8_path = out_dir / "model.int8.onnx"
-    reader = CifarCalibrationReader.from_training_split(load_sample("train"), size=512)
+    metadata = exported.metadata  # calibrate with the model's own normalization, as quantize does
+    reader = CifarCalibrationReader.from_training_split(load_sample("train"), mean=metadata.mean, std=metadata.std)
     # fallback: a model trained briefly on the sample may need a few fp32 nodes to pass the gate.
     quantized = quantize_onnx(model_path, int8_path, reader, load_sample("val"), fallback=True, log=click.echo)
     summary.add("quantize int8", f"{int8_path}, {quantized.settings.method}, val drop {quantized.comparison.drop:+.2f} "

@@ -10,7 +10,7 @@ import click
 from resnet_edge.cli.options import json_option
 from resnet_edge.cli.table import format_table
 from resnet_edge.extras import require
-from resnet_edge.metadata import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from resnet_edge.metadata import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ONNX_SUFFIX
 
 
 @click.command()
@@ -34,7 +34,7 @@ def export(checkpoint: Path, output: Path | None, opset: int, raw_input: bool, a
     require("onnx", "train", "resnet-edge export")
     from resnet_edge.export import export_onnx
 
-    output = output or checkpoint.with_suffix(".onnx")
+    output = output or checkpoint.with_suffix(ONNX_SUFFIX)
     result = export_onnx(checkpoint, output, opset=opset, raw_input=raw_input)
     if as_json:
         click.echo(json.dumps({

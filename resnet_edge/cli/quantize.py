@@ -16,6 +16,7 @@ from resnet_edge.errors import DataError
 from resnet_edge.export.qdq import DEFAULT_METHOD, METHODS
 from resnet_edge.export.quantize import DEFAULT_MAX_DROP
 from resnet_edge.extras import require
+from resnet_edge.metadata import ONNX_SUFFIX
 
 if TYPE_CHECKING:
     from resnet_edge.calibration import CalibrationReader
@@ -62,7 +63,7 @@ def quantize(model: Path, output: Path | None, data_dir: Path | None, download: 
     from resnet_edge.export.quantize import quantize_onnx
     from resnet_edge.runtime import Predictor, measure_latency
 
-    output = output or model.with_name(model.name.removesuffix(".onnx") + ".int8.onnx")
+    output = output or model.with_name(model.name.removesuffix(ONNX_SUFFIX) + ".int8" + ONNX_SUFFIX)
     log = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     sample = sample or _use_sample(data_dir, download, log)
     predictor = Predictor(model)  # also refuses a model without resnet-edge metadata, before any data is read
