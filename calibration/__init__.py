@@ -8,15 +8,9 @@ are imported on first use: ``resnet_edge.calibration.selection`` (and the CLI's
 
 from __future__ import annotations
 
-from resnet_edge.lazy import lazy_getattr
+from resnet_edge.lazy import lazy_exports
 
-_LAZY = {
-    "CalibrationReader": "reader",
-    "CifarCalibrationReader": "reader",
-    "DEFAULT_CALIBRATION_IMAGES": "selection",
-    "balanced_indices": "selection",
-}
-
-__all__ = sorted(_LAZY)
-
-__getattr__ = lazy_getattr(__name__, _LAZY)
+__all__, __getattr__ = lazy_exports(__name__, {
+    "reader": ("CalibrationReader", "CifarCalibrationReader"),
+    "selection": ("DEFAULT_CALIBRATION_IMAGES", "balanced_indices"),
+})

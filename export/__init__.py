@@ -7,19 +7,10 @@ and ``resnet_edge.export.quantize`` works on machines without torch.
 
 from __future__ import annotations
 
-from resnet_edge.lazy import lazy_getattr
+from resnet_edge.lazy import lazy_exports
 
-_LAZY = {
-    "ExportResult": "onnx_export",
-    "export_onnx": "onnx_export",
-    "model_to_onnx_bytes": "onnx_export",
-    "ParityReport": "parity",
-    "check_parity": "parity",
-    "AccuracyGateError": "quantize",
-    "QuantizationResult": "quantize",
-    "quantize_onnx": "quantize",
-}
-
-__all__ = sorted(_LAZY)
-
-__getattr__ = lazy_getattr(__name__, _LAZY)
+__all__, __getattr__ = lazy_exports(__name__, {
+    "onnx_export": ("ExportResult", "export_onnx", "model_to_onnx_bytes"),
+    "parity": ("ParityReport", "check_parity"),
+    "quantize": ("AccuracyGateError", "QuantizationResult", "quantize_onnx"),
+})
