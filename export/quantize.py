@@ -175,7 +175,7 @@ def quantize_onnx(
     the fallback, when enabled).
     """
     model, output = Path(model), Path(output)
-    props = _check_inputs(model, output, reader, max_drop)
+    props, metadata = _check_inputs(model, output, reader, max_drop)
     cpu = cpu or cpu_int8_support()
     settings, note = settings_for_cpu(cpu, method or DEFAULT_METHOD, per_channel, reduce_range, activation_type)
     notes = [note] if note else []
@@ -190,7 +190,7 @@ def quantize_onnx(
         seconds = time.perf_counter() - started
         log(f"quantized in {seconds:.1f} s; evaluating fp32 and int8 on {len(eval_split)} {eval_split.name} "
             f"images ({eval_split.source})")
-        gate = _Gate(model, eval_split, ModelMetadata.from_props(props, str(model)).class_names)
+        gate = _Gate(model, eval_split, metadata.class_names)
         first = comparison = gate.measure(work.candidate)
         log(f"int8: {first.summary()}")
         steps: list[FallbackStep] = []
@@ -208,8 +208,9 @@ def quantize_onnx(
     )
 
 
-def _check_inputs(model: Path, output: Path, reader: CalibrationReader, max_drop: float) -> dict[str, str]:
-    """The fp32 model's metadata props, after refusing anything that cannot give a good int8 model."""
+def _check_inputs(model: Path, output: Path, reader: CalibrationReader,
+                  max_drop: float) -> tuple[dict[str, str], ModelMetadata]:
+    """The fp32 model's metadata props and their parsed form, after refusing what cannot give a good int8 model."""
     if not model.is_file():
         raise ResnetEdgeError(f"model not found: {model}")
     if max_drop < 0:
@@ -226,7 +227,7 @@ def _check_inputs(model: Path, output: Path, reader: CalibrationReader, max_drop
             ("normalized floats", "raw uint8 pixels")
         raise ResnetEdgeError(f"{model} takes {takes} but the calibration reader serves {serves}; build the "
                               f"reader with raw_pixels={metadata.raw_input}")
-    return props
+    return props, metadata
 
 
 def _fall_back(work: _Work, settings: QuantizationSettings, reader: CalibrationReader, gate: _Gate,

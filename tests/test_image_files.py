@@ -28,6 +28,12 @@ from resnet_edge.runtime.images import read_image_file
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def written(path: Path, data: bytes) -> Path:
+    """``path`` holding exactly ``data``: the file of a failure class."""
+    path.write_bytes(data)
+    return path
+
+
 @pytest.fixture(scope="module")
 def predictor(onnx_model):
     return Predictor(onnx_model)
@@ -93,17 +99,13 @@ def bomb_warning_as_an_error(folder: Path, monkeypatch) -> Path:
 def truncated_png(folder: Path, monkeypatch) -> Path:
     # OSError("image file is truncated") at load, after a lazy open succeeded.
     data = encoded(pixels(), "PNG")
-    path = folder / "half.png"
-    path.write_bytes(data[: len(data) // 2])
-    return path
+    return written(folder / "half.png", data[: len(data) // 2])
 
 
 def truncated_jpeg(folder: Path, monkeypatch) -> Path:
     # OSError("image file is truncated (N bytes not processed)") at load.
     data = encoded(pixels(), "JPEG")
-    path = folder / "half.jpg"
-    path.write_bytes(data[: len(data) // 2])
-    return path
+    return written(folder / "half.jpg", data[: len(data) // 2])
 
 
 def broken_chunk_after_first_idat(folder: Path, monkeypatch) -> Path:
@@ -121,16 +123,12 @@ def bad_header_checksum(folder: Path, monkeypatch) -> Path:
     # SyntaxError("bad header checksum") inside Image.open, which turns it into UnidentifiedImageError.
     data = bytearray(encoded(pixels(), "PNG"))
     data[data.index(b"IHDR") + 17] ^= 0xFF  # the IHDR chunk's CRC
-    path = folder / "bad-crc.png"
-    path.write_bytes(bytes(data))
-    return path
+    return written(folder / "bad-crc.png", bytes(data))
 
 
 def corrupt_image_data(folder: Path, monkeypatch) -> Path:
     # OSError("broken data stream when reading image file"): the zlib stream inside IDAT is not zlib.
-    path = folder / "corrupt-data.png"
-    path.write_bytes(PNG_SIGNATURE + png_ihdr() + png_chunk(b"IDAT", b"not zlib" * 8) + png_chunk(b"IEND", b""))
-    return path
+    return written(folder / "corrupt-data.png", PNG_SIGNATURE + png_ihdr() + png_chunk(b"IDAT", b"not zlib" * 8) + png_chunk(b"IEND", b""))
 
 
 def truncated_ihdr(folder: Path, monkeypatch) -> Path:
@@ -151,16 +149,12 @@ def truncated_apng_control(folder: Path, monkeypatch) -> Path:
 
 def garbage_with_image_suffix(folder: Path, monkeypatch) -> Path:
     # UnidentifiedImageError, whose message repeated the path.
-    path = folder / "noise.jpg"
-    path.write_bytes(np.random.default_rng(1).bytes(300))
-    return path
+    return written(folder / "noise.jpg", np.random.default_rng(1).bytes(300))
 
 
 def empty_image(folder: Path, monkeypatch) -> Path:
     # UnidentifiedImageError ("cannot identify image file"), not "empty".
-    path = folder / "empty.png"
-    path.write_bytes(b"")
-    return path
+    return written(folder / "empty.png", b"")
 
 
 def folder_named_like_an_image(folder: Path, monkeypatch) -> Path:
@@ -220,16 +214,12 @@ def truncated_npy(folder: Path, monkeypatch) -> Path:
 
 def npy_header_promising_terabytes(folder: Path, monkeypatch) -> Path:
     # Before: numpy's _ArrayMemoryError (a MemoryError): it allocates what the header says before reading.
-    path = folder / "huge.npy"
-    path.write_bytes(npy_header((10**12,)) + b"\0" * 64)
-    return path
+    return written(folder / "huge.npy", npy_header((10**12,)) + b"\0" * 64)
 
 
 def empty_npy(folder: Path, monkeypatch) -> Path:
     # Before: EOFError("No data left in file"), which click turns into "Aborted!".
-    path = folder / "empty.npy"
-    path.write_bytes(b"")
-    return path
+    return written(folder / "empty.npy", b"")
 
 
 def npz_under_npy_name(folder: Path, monkeypatch) -> Path:
@@ -242,24 +232,18 @@ def npz_under_npy_name(folder: Path, monkeypatch) -> Path:
 
 def damaged_zip_under_npy_name(folder: Path, monkeypatch) -> Path:
     # Before: zipfile.BadZipFile from np.load: a traceback.
-    path = folder / "damaged.npy"
-    path.write_bytes(b"PK\x03\x04" + b"\0" * 40)
-    return path
+    return written(folder / "damaged.npy", b"PK\x03\x04" + b"\0" * 40)
 
 
 def malformed_npy_header(folder: Path, monkeypatch) -> Path:
     # ValueError from numpy's header parser (the header is not a dict literal).
     text = b"{'descr': garbage}".ljust(117) + b"\n"
-    path = folder / "bad-header.npy"
-    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text)
-    return path
+    return written(folder / "bad-header.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text)
 
 
 def oversized_npy_header(folder: Path, monkeypatch) -> Path:
     # Before: numpy's ValueError with a 3-line message: the CLI printed three lines.
-    path = folder / "long-header.npy"
-    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", 65_000) + b" " * 65_000)
-    return path
+    return written(folder / "long-header.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", 65_000) + b" " * 65_000)
 
 
 def text_under_npy_name(folder: Path, monkeypatch) -> Path:
