@@ -46,7 +46,7 @@ def export_random_resnet18(folder: Path) -> Path:
 
     from resnet_edge.cifar10 import CLASS_NAMES, IMAGE_SIZE, MEAN, STD
     from resnet_edge.export import model_to_onnx_bytes
-    from resnet_edge.export.onnx_export import attach_metadata
+    from resnet_edge.export.gates import attach_metadata
     from resnet_edge.metadata import ModelMetadata
     from resnet_edge.model import ResNet18
 

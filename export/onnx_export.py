@@ -1,4 +1,13 @@
-"""Checkpoint → fp32 ONNX, with resnet-edge metadata and a parity check against PyTorch.
+"""A model from anywhere → fp32 ONNX, with resnet-edge metadata, a parity check and a sanity accuracy check.
+
+``export_onnx`` takes a file: a resnet-edge checkpoint, a foreign PyTorch file
+(kuangliu, torchvision, Lightning, timm, a bare state_dict; see
+``export.model_file``), optionally with the user's ``--model-def``, or an ONNX
+file exported elsewhere, which is adopted rather than re-exported
+(``export.onnx_adopt``). ``export_module`` takes any ``nn.Module`` held in
+Python. Every path ends in ``export.gates``: nothing is written unless the ONNX
+checker, the parity check and (for models whose normalization or class names did
+not come from the file) the sanity accuracy check pass.
 
 Exporter: the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``),
 chosen on purpose. The dynamo exporter became the default in torch 2.9 and has
@@ -6,8 +15,8 @@ produced ResNets that load and run but compute the wrong thing (pytorch issues
 #169178: ResNet-18 at 0 % ImageNet accuracy; #166797: a Conv bias of the wrong
 shape after BatchNorm folding). For a static conv net the TorchScript exporter
 traces exactly what runs in eval mode and yields plain Conv/Relu/Add/Gemm nodes
-that onnxruntime and its int8 quantizer handle well. The parity check below
-would catch a wrong graph from either exporter.
+that onnxruntime and its int8 quantizer handle well. The parity check would
+catch a wrong graph from either exporter.
 
 The graph has one input ``input`` float32 ``(batch, 3, 32, 32)`` (normalized, see
 ``resnet_edge.cifar10``) and one output ``logits`` ``(batch, classes)``; the batch
@@ -15,30 +24,25 @@ axis is dynamic (traced at batch 2 so no size-1 axis gets baked in). With
 ``raw_input=True`` the input is uint8 ``(batch, 32, 32, 3)`` pixels instead and
 the graph itself transposes, scales and normalizes them (Transpose, Cast, Mul,
 Add): applications feed pixels as decoded, and preprocessing cannot drift from
-training. Nothing is
-written to the output path unless the ONNX checker and the parity check pass;
-the write itself is atomic.
+training.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import onnx
 import torch
 
 from resnet_edge import __version__
-from resnet_edge.checkpoint import class_names_of, load_checkpoint, model_from_checkpoint, normalization_of
-from resnet_edge.cifar10 import CHANNELS, IMAGE_SIZE
-from resnet_edge.data import load_sample
+from resnet_edge.cifar10 import CHANNELS, IMAGE_SIZE, MEAN, STD
 from resnet_edge.errors import ExportError
-from resnet_edge.export.onnx_metadata import with_props_checked
-from resnet_edge.export.parity import PARITY_BATCHES, ParityReport, check_parity
-from resnet_edge.files import atomic_write_bytes, file_sha256
+from resnet_edge.export.deployment import Deployment
+from resnet_edge.export.gates import ExportResult, write_checked
+from resnet_edge.export.model_file import load_model, logit_count
+from resnet_edge.export.parity import torch_reference
 from resnet_edge.metadata import (
     BATCH_AXIS_NAME,
     DEFAULT_OPSET,
@@ -50,18 +54,9 @@ from resnet_edge.metadata import (
     RAW_INPUT_LAYOUT,
     ModelMetadata,
 )
-from resnet_edge.normalization import affine, normalize
+from resnet_edge.normalization import affine
 
 TRACE_BATCH = 2
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    output: Path
-    metadata: ModelMetadata
-    parity: ParityReport
-    opset: int
-    size_bytes: int
 
 
 class RawPixels(torch.nn.Module):
@@ -111,55 +106,72 @@ def model_to_onnx_bytes(model: torch.nn.Module, opset: int = DEFAULT_OPSET) -> b
     return buffer.getvalue()
 
 
-def attach_metadata(onnx_bytes: bytes, metadata: ModelMetadata) -> bytes:
-    """Add resnet-edge ``metadata_props``, run the full ONNX checker, return the new bytes."""
-    proto = onnx.load_from_string(onnx_bytes)
-    existing = {prop.key for prop in proto.metadata_props}
-    props = metadata.to_props()
-    clashes = sorted(existing & props.keys())
-    if clashes:
-        raise ExportError(f"ONNX model already has metadata key {clashes[0]!r}")
-    return with_props_checked(proto, props, ExportError, "exported model")
+def export_module(model: torch.nn.Module, output: str | Path, *, mean: Sequence[float] = MEAN,
+                  std: Sequence[float] = STD, class_names: Sequence[str] | None = None, opset: int = DEFAULT_OPSET,
+                  raw_input: bool = False, accuracy_check: bool = True) -> ExportResult:
+    """Export any ``nn.Module`` mapping ``(N, 3, 32, 32)`` normalized images to ``(N, K)`` logits.
 
-
-def parity_images(mean: tuple[float, ...], std: tuple[float, ...], count: int = max(PARITY_BATCHES),
-                  raw: bool = False) -> np.ndarray:
-    """Real CIFAR-10 test images from the built-in sample, as the model takes them (normalized, or raw pixels)."""
-    images = load_sample("test").images[:count]
-    return images if raw else normalize(images, mean, std)
-
-
-def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = DEFAULT_OPSET,
-                raw_input: bool = False) -> ExportResult:
-    """Export a training checkpoint to ``output`` after the checker and parity pass.
-
-    ``raw_input`` puts the uint8 NHWC → normalized NCHW conversion inside the graph.
-    Raises :class:`ExportError` (and writes nothing) when either check fails.
+    ``class_names`` defaults to CIFAR-10's when K is 10; ``accuracy_check`` scores the export on the
+    built-in CIFAR-10 test sample and refuses it below 50 % (turn it off for other data sets).
+    Raises :class:`ExportError` (and writes nothing) when a check fails.
     """
-    checkpoint, output = Path(checkpoint), Path(output)
-    payload = load_checkpoint(checkpoint)
-    mean, std = normalization_of(payload)
-    model = model_from_checkpoint(payload)
+    if not isinstance(model, torch.nn.Module):
+        raise ExportError(f"export_module takes a torch.nn.Module, got {type(model).__name__}")
+    model = model.float().eval()
+    output = Path(output)
+    deployment = Deployment.resolve(logit_count(model, type(model).__name__), mean=mean, std=std,
+                                    class_names=class_names)
+    provenance = {"format": f"nn.Module {type(model).__module__}.{type(model).__qualname__}"}
+    return _export(model, output, deployment, provenance, opset, raw_input, accuracy_check)
+
+
+def export_onnx(model: str | Path, output: str | Path, opset: int | None = None, raw_input: bool = False, *,
+                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                class_names: Sequence[str] | None = None, ema: bool = False, prefix: str | None = None,
+                model_def: str | None = None, allow_pickle: bool = False,
+                accuracy_check: bool | None = None) -> ExportResult:
+    """Export the model file ``model`` to ``output`` after every check passes.
+
+    ``mean``/``std``/``class_names`` override what the file states (our checkpoints) or the CIFAR-10
+    defaults; ``ema``, ``prefix``, ``model_def`` and ``allow_pickle`` pick the weights out of a foreign
+    file (``export.model_file``). ``accuracy_check`` None runs the sanity check unless the file itself
+    stated the normalization and class names. ``opset`` None is 17 for a PyTorch model and the file's own
+    for an adopted ONNX. ``raw_input`` puts the uint8 NHWC → normalized NCHW
+    conversion inside the graph. Raises :class:`ExportError` (and writes nothing) when a check fails.
+    """
+    from resnet_edge.export.onnx_adopt import adopt_onnx, is_onnx_file
+
+    model, output = Path(model), Path(output)
+    if is_onnx_file(model):
+        if ema or prefix is not None or model_def is not None or allow_pickle:
+            raise ExportError(f"{model} is an ONNX file: --ema, --prefix, --model-def and --allow-pickle "
+                              "apply to PyTorch files")
+        return adopt_onnx(model, output, mean=mean, std=std, class_names=class_names, raw_input=raw_input,
+                          opset=opset, accuracy_check=accuracy_check is not False)
+    loaded = load_model(model, ema=ema, prefix=prefix, model_def=model_def, allow_pickle=allow_pickle)
+    deployment = Deployment.resolve(loaded.num_classes, mean=mean, std=std, class_names=class_names,
+                                    found_normalization=loaded.normalization, found_class_names=loaded.class_names)
+    check = not deployment.from_checkpoint if accuracy_check is None else accuracy_check
+    return _export(loaded.module, output, deployment, loaded.provenance, opset or DEFAULT_OPSET, raw_input, check,
+                   sha256=loaded.sha256, val_top1=loaded.val_top1)
+
+
+def _export(model: torch.nn.Module, output: Path, deployment: Deployment, provenance: dict[str, str], opset: int,
+            raw_input: bool, accuracy_check: bool, sha256: str | None = None,
+            val_top1: float | None = None) -> ExportResult:
     if raw_input:
-        model = RawPixels(model, mean, std).eval()
+        model = RawPixels(model, deployment.mean, deployment.std).eval()
     metadata = ModelMetadata(
-        class_names=class_names_of(payload),
-        mean=mean,
-        std=std,
+        class_names=deployment.class_names,
+        mean=deployment.mean,
+        std=deployment.std,
         image_size=IMAGE_SIZE,
         precision="fp32",
         input_layout=RAW_INPUT_LAYOUT if raw_input else INPUT_LAYOUT,
-        checkpoint_sha256=file_sha256(checkpoint),
+        checkpoint_sha256=sha256,
         toolkit_version=__version__,
-        val_top1=payload.get("val_top1"),
+        val_top1=val_top1,
+        provenance={**provenance, **deployment.provenance()},
     )
-    onnx_bytes = attach_metadata(model_to_onnx_bytes(model, opset), metadata)
-    report = check_parity(model, onnx_bytes, parity_images(mean, std, raw=raw_input))
-    if not report.passed:
-        worst = max(report.failures(), key=lambda case: case.max_abs_diff / case.tolerance)
-        raise ExportError(
-            f"ONNX output does not match PyTorch ({worst.name}: max |Δlogit| {worst.max_abs_diff:.2e} "
-            f"> {worst.tolerance:.2e} or {worst.argmax_mismatches} argmax changes); nothing written to {output}"
-        )
-    atomic_write_bytes(output, onnx_bytes)
-    return ExportResult(output, metadata, report, opset, len(onnx_bytes))
+    return write_checked(model_to_onnx_bytes(model, opset), metadata, torch_reference(model), output, opset,
+                         accuracy_check=accuracy_check)

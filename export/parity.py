@@ -1,4 +1,7 @@
-"""Parity between a PyTorch model and its ONNX export, measured through onnxruntime.
+"""Parity between a reference model and its ONNX export, measured through onnxruntime.
+
+The reference is the PyTorch model that was traced or, for an adopted ONNX
+file, that file as given (run by onnxruntime before any change was made).
 
 A case passes when ``max |Δlogit| <= 1e-4 × max(1, max |logit|)`` and every
 argmax agrees. Cases cover real CIFAR-10 images (from the built-in sample) and
@@ -9,15 +12,21 @@ exercised.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
-import torch
-from torch import nn
 
+from resnet_edge.errors import ExportError, first_line
 from resnet_edge.metadata import INPUT_NAME, OUTPUT_NAME
 from resnet_edge.runtime.session import DEFAULT_PROVIDERS
+
+if TYPE_CHECKING:
+    from torch import nn
+
+Reference = Callable[[np.ndarray], np.ndarray]  # a batch as the model takes it → logits
 
 RELATIVE_TOLERANCE = 1e-4
 PARITY_BATCHES = (1, 7, 64)
@@ -78,20 +87,37 @@ def parity_inputs(real_images: np.ndarray, batches: tuple[int, ...] = PARITY_BAT
     return cases
 
 
-@torch.no_grad()
-def check_parity(model: nn.Module, onnx_model: bytes | str, real_images: np.ndarray,
-                 batches: tuple[int, ...] = PARITY_BATCHES) -> ParityReport:
-    """Compare fp32 PyTorch logits with onnxruntime's on real and random inputs.
+def torch_reference(model: nn.Module) -> Reference:
+    """``model`` (fp32, eval mode, no autograd) as a numpy → numpy function."""
+    import torch
 
-    ``real_images`` are what the model takes (normalized float32 ``(N, 3, 32, 32)``, or uint8
-    ``(N, 32, 32, 3)`` pixels for a raw-input model); N must cover the largest batch.
-    """
     model = model.float().eval()
-    session = ort.InferenceSession(onnx_model, providers=list(DEFAULT_PROVIDERS))
+
+    def run(inputs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(inputs)).numpy()
+
+    return run
+
+
+def check_parity(reference: nn.Module | Reference, onnx_model: bytes | str | ort.InferenceSession,
+                 real_images: np.ndarray, batches: tuple[int, ...] = PARITY_BATCHES) -> ParityReport:
+    """Compare the reference's logits with onnxruntime's on real and random inputs.
+
+    ``reference`` is a PyTorch module or a numpy function; ``real_images`` are what the model takes
+    (normalized float32 ``(N, 3, 32, 32)``, or uint8 ``(N, 32, 32, 3)`` pixels for a raw-input model);
+    N must cover the largest batch.
+    """
+    run = torch_reference(reference) if hasattr(reference, "state_dict") else reference
+    session = onnx_model if isinstance(onnx_model, ort.InferenceSession) else \
+        ort.InferenceSession(onnx_model, providers=list(DEFAULT_PROVIDERS))
     cases = []
     for name, inputs in parity_inputs(real_images, batches):
-        expected = model(torch.from_numpy(inputs)).numpy()
-        actual = session.run([OUTPUT_NAME], {INPUT_NAME: inputs})[0]
+        expected = run(inputs)
+        try:
+            actual = session.run([OUTPUT_NAME], {INPUT_NAME: inputs})[0]
+        except Exception as exc:  # onnxruntime's errors name no class a caller could catch more narrowly
+            raise ExportError(f"onnxruntime cannot run the exported model on {name}: {first_line(exc)}") from None
         cases.append(ParityCase(
             name=name,
             batch_size=len(inputs),

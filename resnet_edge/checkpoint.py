@@ -113,22 +113,31 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a resnet-edge checkpoint with ``weights_only=True`` onto the CPU."""
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    return check_format(read_torch_file(path), path)
+
+
+def read_torch_file(path: Path, *, weights_only: bool = True,
+                    expected: str = "a .pt file written by 'resnet-edge train'") -> Any:
+    """``torch.load`` onto the CPU, any failure as one :class:`CheckpointError` line naming ``expected``."""
+    import torch
+
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         # torch's weights_only refusal buries the reason on a later line.
         reason = next((line for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else type(exc).__name__)
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {reason}; expected a .pt file written by 'resnet-edge train'"
-        ) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}; expected {expected}") from None
+
+
+def check_format(payload: Any, path: Path) -> dict[str, Any]:
+    """``payload`` if it is a resnet-edge checkpoint of the version this code reads."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a resnet-edge checkpoint (no '{FORMAT}' format tag)")
+        raise CheckpointError(f"{path} is not a resnet-edge checkpoint (no '{FORMAT}' format tag); "
+                              "'resnet-edge export' reads checkpoints from other code too")
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format version {payload.get('format_version')}; "

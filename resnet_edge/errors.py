@@ -28,3 +28,20 @@ class MetadataError(ResnetEdgeError, ValueError):
 
 class MissingExtraError(ResnetEdgeError):
     """An optional dependency (an extra such as ``[train]``) is not installed."""
+
+
+def name_list(names: list[str], shown: int = 3) -> str:
+    """``a, b, c and 4 more``: names for a one-line error, however many there are."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def key_mismatch(missing: list[str], unexpected: list[str]) -> str:
+    """``missing a, b; unexpected c``: how one set of tensor names differs from the expected one."""
+    parts = [f"missing {name_list(missing)}"] if missing else []
+    return "; ".join(parts + ([f"unexpected {name_list(unexpected)}"] if unexpected else []))
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (onnxruntime's and torch's run on for pages; some have no message at all)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -38,6 +38,9 @@ KEY_PRECISION = _PREFIX + "precision"
 KEY_CHECKPOINT_SHA256 = _PREFIX + "checkpoint_sha256"
 KEY_TOOLKIT_VERSION = _PREFIX + "toolkit_version"
 KEY_VAL_TOP1 = _PREFIX + "val_top1"
+# JSON: where the model came from (file format, weights key, name layout) and where its normalization and
+# class names came from ("checkpoint", "option" or "default"); see resnet_edge.export.model_file.
+KEY_PROVENANCE = _PREFIX + "provenance"
 # Written by 'resnet-edge quantize' (JSON): how the int8 model was made and what it measured against fp32.
 KEY_QUANTIZATION = _PREFIX + "quantization"
 KEY_CALIBRATION = _PREFIX + "calibration"
@@ -71,6 +74,7 @@ class ModelMetadata:
     checkpoint_sha256: str | None = None
     toolkit_version: str | None = None
     val_top1: float | None = None
+    provenance: Mapping[str, str] | None = None
 
     @property
     def raw_input(self) -> bool:
@@ -108,6 +112,8 @@ class ModelMetadata:
             props[KEY_TOOLKIT_VERSION] = self.toolkit_version
         if self.val_top1 is not None:
             props[KEY_VAL_TOP1] = repr(float(self.val_top1))
+        if self.provenance is not None:
+            props[KEY_PROVENANCE] = json.dumps(dict(self.provenance), sort_keys=True)
         return props
 
     @classmethod
@@ -130,6 +136,9 @@ class ModelMetadata:
             std = tuple(float(v) for v in json.loads(props[KEY_STD]))
             image_size = int(props[KEY_IMAGE_SIZE])
             val_top1 = float(props[KEY_VAL_TOP1]) if KEY_VAL_TOP1 in props else None
+            provenance = json.loads(props[KEY_PROVENANCE]) if KEY_PROVENANCE in props else None
+            if provenance is not None and not isinstance(provenance, dict):
+                raise ValueError(f"{KEY_PROVENANCE} is {type(provenance).__name__}, expected a JSON object")
         except (ValueError, TypeError) as exc:
             raise MetadataError(f"{source} has malformed resnet-edge metadata: {exc}") from None
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
@@ -156,4 +165,5 @@ class ModelMetadata:
             checkpoint_sha256=props.get(KEY_CHECKPOINT_SHA256),
             toolkit_version=props.get(KEY_TOOLKIT_VERSION),
             val_top1=val_top1,
+            provenance=provenance,
         )

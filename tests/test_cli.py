@@ -8,9 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from resnet_edge import __version__
-from resnet_edge.cifar10 import CLASS_NAMES, MEAN, STD
+from resnet_edge.cifar10 import CLASS_NAMES
 from resnet_edge.cli import main
 from resnet_edge.data import load_sample
+from independent import normalized
 
 COMMANDS = ["train", "export", "quantize", "evaluate", "predict", "bench", "demo", "report"]
 
@@ -31,12 +32,6 @@ def assert_one_line_error(result, *fragments):
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
-
-
-def normalized(images: np.ndarray) -> np.ndarray:
-    """(x / 255 - mean) / std in float64, as float32 NCHW: written out here, not taken from the code under test."""
-    x = images.transpose(0, 3, 1, 2) / 255.0
-    return ((x - np.array(MEAN)[:, None, None]) / np.array(STD)[:, None, None]).astype(np.float32)
 
 
 def assert_scores(report: dict, logits: np.ndarray, labels: np.ndarray) -> None:

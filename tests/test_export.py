@@ -11,7 +11,7 @@ from resnet_edge.data import load_sample
 from resnet_edge.errors import CheckpointError, ExportError
 from resnet_edge.export import check_parity, export_onnx, model_to_onnx_bytes
 from resnet_edge.export import parity as parity_module
-from resnet_edge.export.onnx_export import parity_images
+from resnet_edge.export.gates import parity_images
 from resnet_edge.files import file_sha256
 from resnet_edge.metadata import (
     KEY_CHECKPOINT_SHA256,
@@ -23,6 +23,7 @@ from resnet_edge.metadata import (
     ModelMetadata,
 )
 from resnet_edge.model import ResNet18
+from independent import normalized
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +46,6 @@ def random_checkpoint(random_model, tmp_path_factory):
     save_checkpoint(path, {"model": random_model.state_dict(), "class_names": list(CLASS_NAMES),
                            "normalization": {"mean": list(MEAN), "std": list(STD)}})
     return path
-
-
-def normalized(images: np.ndarray) -> np.ndarray:
-    """(x / 255 - mean) / std in float64, as float32 NCHW: written out here, not taken from the code under test."""
-    x = images.transpose(0, 3, 1, 2) / 255.0
-    return ((x - np.array(MEAN)[:, None, None]) / np.array(STD)[:, None, None]).astype(np.float32)
 
 
 def assert_onnx_file_computes_the_model(onnx_path, model: torch.nn.Module, batches) -> None:
