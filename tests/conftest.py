@@ -66,6 +66,21 @@ def reference_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def reference_sample_predictions(reference_onnx: Path):
+    """The reference export's class ids on the built-in test sample, run by onnxruntime and normalized here."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from independent import normalized
+    from resnet_edge.data import load_sample
+
+    session = ort.InferenceSession(str(reference_onnx), providers=["CPUExecutionProvider"])
+    images = normalized(load_sample("test").images)
+    return np.concatenate([session.run(["logits"], {"input": images[i:i + 250]})[0].argmax(1)
+                           for i in range(0, len(images), 250)])
+
+
+@pytest.fixture(scope="session")
 def reference_int8(reference_onnx: Path, tmp_path_factory: pytest.TempPathFactory):
     """The reference model quantized with default settings, calibrated and gated on the built-in sample."""
     from resnet_edge.calibration import CifarCalibrationReader

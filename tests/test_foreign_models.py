@@ -41,10 +41,10 @@ from resnet_edge.reference import reference_checkpoint
 
 
 @pytest.fixture(scope="module")
-def reference(reference_onnx):
+def reference(reference_sample_predictions):
     """The reference ResNet18 (fp32), its state_dict, and its export's predictions on the built-in test sample."""
     model = model_from_checkpoint(load_checkpoint(reference_checkpoint()))
-    return model, model.state_dict(), session_predictions(reference_onnx)
+    return model, model.state_dict(), reference_sample_predictions
 
 
 def holding(model: nn.Module, weights: dict[str, torch.Tensor], reference_model: nn.Module) -> nn.Module:
