@@ -13,6 +13,7 @@ clipped. Pillow is optional (``pip install 'resnet-edge[images]'``).
 
 from __future__ import annotations
 
+import io
 import stat
 import struct
 from collections.abc import Iterator
@@ -60,6 +61,17 @@ def read_image_file(path: str | Path) -> np.ndarray:
     image_module = require("PIL.Image", "images", f"Reading {path.suffix or 'image'} files")
     with _opened(path) as handle:
         return _read_image(path, handle, image_module)
+
+
+def read_image_bytes(data: bytes, name: str) -> np.ndarray:
+    """The array in an encoded file's bytes (an image, or a ``.npy``), checked as :func:`read_image_file` does.
+
+    ``name`` (a path, an id) is what error messages call it. Raises ``ValueError``.
+    """
+    path, handle = Path(name), io.BytesIO(data)
+    if data.startswith(_NPY_MAGIC):
+        return _read_npy(path, handle)
+    return _read_image(path, handle, require("PIL.Image", "images", "Reading encoded images"))
 
 
 def pil_to_rgb(image: Any) -> np.ndarray:

@@ -23,10 +23,11 @@ DATA_FILES = (
         "import resnet_edge.calibration",
         "from resnet_edge.runtime import Predictor",
         "import resnet_edge.cli",  # --help, predict and bench work without the [train] extra
+        "import resnet_edge.runtime.distributed, resnet_edge.runtime.ray_inputs",  # ray only when they run
     ],
 )
 def test_light_modules_never_import_torch(statement):
-    code = f"{statement}; import sys; assert 'torch' not in sys.modules, 'torch was imported'"
+    code = f"{statement}; import sys; assert not {{'torch', 'ray'}} & set(sys.modules), 'torch or ray was imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
 

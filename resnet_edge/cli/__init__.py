@@ -17,6 +17,7 @@ from resnet_edge.cli.demo import demo
 from resnet_edge.cli.evaluate import evaluate
 from resnet_edge.cli.export import export
 from resnet_edge.cli.predict import predict
+from resnet_edge.cli.predict_many import predict_many
 from resnet_edge.cli.quantize import quantize
 from resnet_edge.cli.report import report
 from resnet_edge.cli.train import train
@@ -55,5 +56,5 @@ def main() -> None:
     """
 
 
-for command in (train, report, export, quantize, evaluate, predict, bench, demo):
+for command in (train, report, export, quantize, evaluate, predict, predict_many, bench, demo):
     main.add_command(command)
