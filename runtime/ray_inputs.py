@@ -56,13 +56,13 @@ def read_input(path: Path, *, split: str = "test", image_column: str = IMAGE_COL
     if path.suffix.lower() == ".parquet" or (path.is_dir() and any(path.rglob("*.parquet"))):
         return _parquet(path, image_column)
     if path.is_dir():
-        files = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        root = path.resolve()
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DataError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)}), Parquet files or "
                             "CIFAR-10 batches")
         # Paths, not bytes: each actor reads its own files (a read task would need a CPU the actors hold).
-        root = path.resolve()
-        items = [{"path": str(Path(f).resolve().relative_to(root)), IMAGE_COLUMN: str(Path(f).resolve())} for f in files]
+        items = [{"path": str(f.relative_to(root)), IMAGE_COLUMN: str(f)} for f in files]
         ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // block_rows)))
         return Input(ds, "path", len(files), f"{len(files)} image files under {path}")
     if path.suffix.lower() in (".npy", ".npz"):

@@ -104,8 +104,8 @@ def _start_ray(ray: Any, address: str | None) -> None:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # one bar, ours, counting rows written
     context.print_on_execution_start = False
-    for name in ("ray", "ray.data"):  # Ray's INFO lines about its executor are not this command's output
-        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("ray", "ray.data"):  # Ray's lines about its executor are not this command's output, and
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # a failed run is reported in one line by _batches
     warnings.filterwarnings("ignore", module="ray")  # nor its advice on tuning a small input's block count
 
 
