@@ -11,6 +11,7 @@ order). Nothing here imports torch.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -171,6 +172,12 @@ def describe_provenance(provenance: dict[str, str]) -> str:
         parts.append(f"prefix {provenance['prefix']!r}")
     if provenance.get("ema_weights"):
         parts.append(f"EMA weights {provenance['ema_weights']!r} not used (--ema)")
+    if provenance.get("pruned_from"):
+        try:
+            ratio = json.loads(provenance.get("pruning", "{}")).get("ratio")
+        except (ValueError, AttributeError):  # an adopted file's metadata may hold anything
+            ratio = None
+        parts.append(f"pruned{f' by {ratio:g}' if ratio is not None else ''} from {provenance['pruned_from']}")
     if provenance.get("left_out"):
         parts.append(f"left out {provenance['left_out']} (beside the network)")
     return ", ".join(parts)

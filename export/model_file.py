@@ -27,6 +27,7 @@ with a warning, and is the only path that ever does.
 from __future__ import annotations
 
 import argparse
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,8 +190,23 @@ def _own_checkpoint(path: Path, payload: dict, ema: bool, prefix: str | None, mo
                           "(the EMA average when training kept one); --ema, --prefix and --model-def do not apply")
     payload = check_format(payload, path)
     model = model_from_checkpoint(payload)
-    return LoadedModel(model, model.fc.out_features, {"format": "resnet-edge"}, sha256,
-                       normalization_of(payload), class_names_of(payload), payload.get("val_top1"))
+    return LoadedModel(model, model.fc.out_features, {"format": "resnet-edge", **pruning_provenance(payload)},
+                       sha256, normalization_of(payload), class_names_of(payload), payload.get("val_top1"))
+
+
+def pruning_provenance(payload: dict) -> dict[str, str]:
+    """What the ONNX metadata says of a pruned checkpoint: its widths and what it was pruned from, and how."""
+    pruning = payload.get("pruning")
+    if not pruning:
+        return {}
+    return {
+        "pruned_from": pruning["source"],
+        "pruned_from_sha256": pruning["source_sha256"],
+        "pruning": json.dumps({key: pruning[key] for key in ("ratio", "importance", "temperature", "kd_weight",
+                                                             "source_parameters", "parameters", "source_macs",
+                                                             "macs", "library") if key in pruning}),
+        "widths": json.dumps(payload.get("widths")),
+    }
 
 
 def _load(path: Path, weights_only: bool) -> Any:

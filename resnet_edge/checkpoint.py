@@ -9,7 +9,8 @@ The schema (format version 1):
 
 - ``model``: the weights to deploy (the EMA average when training keeps one);
 - deployment facts: ``normalization`` (``{"mean", "std"}`` on the [0, 1] pixel scale),
-  ``class_names``, ``config``, ``epoch``, ``val_top1``, ``best_val_top1``, ``metrics``,
+  ``class_names``, ``widths`` (:class:`resnet_edge.model.Widths` as a dict; absent means
+  the standard ResNet-18), ``pruning`` (a pruned model's source and settings), ``config``, ``epoch``, ``val_top1``, ``best_val_top1``, ``metrics``,
   ``train_data``, ``world_size``, ``toolkit_version``, ``torch_version``, ``hardware``, ``device``;
 - what only ``--resume`` needs (:class:`TrainingState`): ``optimizer``, ``scheduler``,
   ``scaler``, ``rng`` and, with an EMA, the optimizer's own weights ``raw_model`` and
@@ -33,7 +34,7 @@ from resnet_edge.files import atomic_write
 if TYPE_CHECKING:
     import torch
 
-    from resnet_edge.model import ResNet18
+    from resnet_edge.model import ResNet18, Widths
 
 FORMAT = "resnet-edge-checkpoint"
 FORMAT_VERSION = 1
@@ -41,7 +42,8 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 # What a deployable checkpoint keeps; optimizer, scheduler and RNG states only matter for resuming.
 _INFERENCE_KEYS = ("config", "normalization", "class_names", "epoch", "val_top1", "best_val_top1", "metrics",
-                   "train_data", "world_size", "toolkit_version", "torch_version", "hardware", "device")
+                   "train_data", "world_size", "toolkit_version", "torch_version", "hardware", "device",
+                   "widths", "pruning")
 
 
 def is_checkpoint_path(path: Path) -> bool:
@@ -64,7 +66,8 @@ class TrainingState:
 def training_payload(*, weights: dict[str, Any], state: TrainingState, epoch: int, config: dict[str, Any],
                      mean: tuple[float, ...], std: tuple[float, ...], class_names: tuple[str, ...],
                      val_top1: float, best_val_top1: float, metrics: list[dict[str, Any]],
-                     train_data: dict[str, Any], world_size: int, hardware: str, device: str) -> dict[str, Any]:
+                     train_data: dict[str, Any], world_size: int, hardware: str, device: str,
+                     widths: dict[str, Any] | None = None, pruning: dict[str, Any] | None = None) -> dict[str, Any]:
     """The checkpoint of a training run after ``epoch`` epochs, in the schema above."""
     import torch
 
@@ -88,6 +91,10 @@ def training_payload(*, weights: dict[str, Any], state: TrainingState, epoch: in
         "hardware": hardware,
         "device": device,
     }
+    if widths is not None:
+        payload["widths"] = widths
+    if pruning is not None:
+        payload["pruning"] = pruning
     if state.raw_weights is not None:
         payload["raw_model"], payload["ema_updates"] = state.raw_weights, state.ema_updates
     return payload
@@ -162,16 +169,30 @@ def inference_payload(payload: dict[str, Any], dtype: torch.dtype | None = None)
 
 
 def model_from_checkpoint(payload: dict[str, Any]) -> ResNet18:
-    """Rebuild the fp32 model in eval mode from a loaded checkpoint."""
+    """Rebuild the fp32 model in eval mode from a loaded checkpoint, at the widths it records."""
     from resnet_edge.model import ResNet18
 
-    model = ResNet18(num_classes=len(class_names_of(payload)))
+    widths = widths_of(payload)
+    model = ResNet18(num_classes=len(class_names_of(payload)), widths=widths)
     state = {name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in payload["model"].items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint weights do not fit ResNet-18: {str(exc).splitlines()[0]}") from None
+        what = "ResNet-18" if widths.is_default else f"the pruned ResNet-18 of widths {widths.to_dict()}"
+        raise CheckpointError(f"checkpoint weights do not fit {what}: {str(exc).splitlines()[0]}") from None
     return model.eval()
+
+
+def widths_of(payload: dict[str, Any]) -> Widths:
+    """The layer widths a checkpoint records (the standard ResNet-18's for unpruned and older files)."""
+    from resnet_edge.model import Widths
+
+    if "widths" not in payload:
+        return Widths()
+    try:
+        return Widths.from_dict(payload["widths"])
+    except ValueError as exc:
+        raise CheckpointError(f"the checkpoint's widths are malformed: {exc}") from None
 
 
 def normalization_of(payload: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,31 @@ from resnet_edge.distributed import Ranks
 from resnet_edge.ema import WeightAverage
 from resnet_edge.errors import ResnetEdgeError
 from resnet_edge.metrics import classification_report
-from resnet_edge.model import ResNet18
+from resnet_edge.distill import DistillationLoss
+from resnet_edge.model import ResNet18, Widths, count_parameters
 from resnet_edge.run_folder import BEST, LAST, METRICS, write_metrics
 from resnet_edge.torch_inference import autocast_context, torch_logits
 from resnet_edge.train_config import TrainConfig, saved_config
 
 CROP_PADDING = 4
+
+
+@dataclass
+class Student:
+    """A run that starts from given weights at given widths and learns from a teacher (``resnet-edge prune``).
+
+    ``weights`` are the pruned starting point (None on resume: they come from ``last.pt``);
+    ``pruning`` is the record every checkpoint keeps of what the model was pruned from and how.
+    """
+
+    widths: Widths
+    weights: dict[str, torch.Tensor] | None
+    teacher: nn.Module
+    temperature: float
+    kd_weight: float
+    pruning: dict[str, Any] = field(default_factory=dict)
+    mean: tuple[float, ...] = MEAN
+    std: tuple[float, ...] = STD
 
 
 def resolve_device(device: str, ranks: Ranks | None = None) -> torch.device:
@@ -216,11 +235,18 @@ def flip_base(seed: int, n_train: int, device: torch.device) -> torch.Tensor:
 
 def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module,
                optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
-               autocast_dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer and scheduler step; returns the (detached) loss and logits."""
+               autocast_dtype: torch.dtype | None,
+               teacher: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer and scheduler step; returns the (detached) loss and logits.
+
+    With a ``teacher``, ``criterion`` also takes its logits on the same augmented batch.
+    """
     with autocast_context(x.device, autocast_dtype):
         logits = net(x)
-    loss = criterion(logits.float(), y)
+        if teacher is not None:
+            with torch.no_grad():
+                soft_targets = teacher(x)
+    loss = criterion(logits.float(), y) if teacher is None else criterion(logits.float(), y, soft_targets.float())
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -245,9 +271,12 @@ def train(
     explicit_options: set[str] | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    student: Student | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) a run in ``out_dir``; return the last epoch's metrics record.
 
+    With ``student``, the run fine-tunes those weights at those widths by distillation
+    from its teacher instead of training a ResNet-18 from scratch.
     Under torchrun every rank calls this; rank 0 alone logs and writes.
     """
     ranks = distributed.ranks_from_environment()
@@ -256,8 +285,11 @@ def train(
     try:
         run_log = log if ranks.is_main else (lambda line: None)
         saved, config = _open_run(Path(out_dir), config, resume, explicit_options or set(), run_log)
+        if saved is not None and saved.get("pruning") and student is None:
+            raise ResnetEdgeError(f"{Path(out_dir) / LAST} is a pruning run; resume it with 'resnet-edge prune "
+                                  f"{saved['pruning']['source']} --out {out_dir} --resume'")
         run = _Run(config, train_split, val_split, Path(out_dir), torch_device, ranks, run_log,
-                   progress and ranks.is_main, saved)
+                   progress and ranks.is_main, saved, student)
         return run.fit()
     finally:
         distributed.stop(started)
@@ -288,11 +320,11 @@ class _Run:
 
     def __init__(self, config: TrainConfig, train_split: Split, val_split: Split, out_dir: Path,
                  device: torch.device, ranks: Ranks, log: Callable[[str], None], progress: bool,
-                 saved: dict[str, Any] | None) -> None:
+                 saved: dict[str, Any] | None, student: Student | None = None) -> None:
         self.config, self.val_split, self.out_dir, self.device, self.ranks = config, val_split, out_dir, device, ranks
-        self.log, self.progress, self.train_source = log, progress, train_split.source
-        # The data set's normalization: applied to every batch and recorded in every checkpoint.
-        self.mean, self.std = MEAN, STD
+        self.log, self.progress, self.train_source, self.student = log, progress, train_split.source, student
+        # The data set's normalization (a teacher's own, when distilling): applied to every batch and recorded.
+        self.mean, self.std = (student.mean, student.std) if student is not None else (MEAN, STD)
         labels = train_split.labels[: config.limit_train]
         self.n_train = len(labels)
         self.batch_size = self._global_batch(saved)
@@ -305,12 +337,19 @@ class _Run:
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)
         self.order_gen, self.augment_gen = make_generators(config.seed, ranks.rank, device)
-        model = ResNet18(len(CLASS_NAMES), zero_init_residual=config.zero_init_residual)
+        widths = student.widths if student is not None else None
+        model = ResNet18(len(CLASS_NAMES), zero_init_residual=config.zero_init_residual, widths=widths)
+        if student is not None and student.weights is not None:
+            model.load_state_dict(student.weights)
         if config.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(device, memory_format=self.memory_format)
         self.optimizer, self.scheduler, self.scaler, self.criterion = build_optimization(
             self.model, config, self.steps_per_epoch * config.epochs, device, self.autocast_dtype)
+        self.teacher = None
+        if student is not None:
+            self.teacher = student.teacher.to(device, memory_format=self.memory_format).eval().requires_grad_(False)
+            self.criterion = DistillationLoss(student.temperature, student.kd_weight, config.label_smoothing)
         # Only rank 0 validates and writes, so only it keeps the average (every rank holds the same weights).
         self.ema = WeightAverage(self.model, config.ema_decay) if config.ema_decay and ranks.is_main else None
         self.flips = flip_base(config.seed, self.n_train, device) if config.alternate_flips else None
@@ -399,8 +438,12 @@ class _Run:
         config, ranks = self.config, self.ranks
         precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
         processes = f" × {ranks.world_size} processes" if ranks.enabled else ""
+        what = "training ResNet-18"
+        if self.student is not None:
+            what = (f"fine-tuning the pruned ResNet-18 ({count_parameters(self.model):,} parameters) by distillation "
+                    f"(T={self.student.temperature:g}, soft-target weight {self.student.kd_weight:g})")
         self.log(
-            f"training ResNet-18 on {self.n_train} images ({self.train_source}), validating on "
+            f"{what} on {self.n_train} images ({self.train_source}), validating on "
             f"{len(self.val_split)}; {config.epochs} epochs × {self.steps_per_epoch} steps of {self.batch_size}, "
             f"device {self.device.type}{processes}, {precision}{' + channels_last' if self.channels_last else ''}"
         )
@@ -419,7 +462,7 @@ class _Run:
                               None if epoch_flips is None else epoch_flips[index], self.config.cutout)
             y = self.labels[index]
             loss, logits = train_step(net, x, y, self.criterion, self.optimizer, self.scheduler, self.scaler,
-                                      self.autocast_dtype)
+                                      self.autocast_dtype, self.teacher)
             if self.ema is not None:
                 self.ema.update(self.model)
             totals[0] += loss * len(y)
@@ -485,4 +528,6 @@ class _Run:
             val_top1=val_top1, best_val_top1=self.best_top1, metrics=self.history,
             train_data={"source": self.train_source, "images": self.n_train, "val_images": len(self.val_split)},
             world_size=self.ranks.world_size, hardware=self.hardware, device=self.device.type,
+            widths=None if self.student is None else self.student.widths.to_dict(),
+            pruning=None if self.student is None else self.student.pruning,
         )

@@ -13,7 +13,7 @@ from resnet_edge.cli import main
 from resnet_edge.data import load_sample
 from independent import normalized
 
-COMMANDS = ["train", "export", "quantize", "evaluate", "predict", "bench", "demo", "report"]
+COMMANDS = ["train", "prune", "export", "quantize", "evaluate", "predict", "bench", "demo", "report"]
 
 
 @pytest.fixture()
@@ -202,3 +202,7 @@ def test_demo_uses_the_reference_model(runner, tmp_path):
     assert result.exit_code == 0, result.output
     assert "\nreference model " in result.output and "\ntrain " not in result.output
     assert "reference model shipped in the package" in result.output
+    # The pruned reference is the bench table's third row, beside the reference's fp32 and int8.
+    bench = result.output[result.output.index("== 6/6"):]
+    assert [line.split()[0] for line in bench.splitlines()[2:5]] == ["fp32", "int8", "resnet18-p30"]
+    assert (tmp_path / "resnet18-p30" / "model.int8.onnx").is_file()

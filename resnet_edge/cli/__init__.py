@@ -18,6 +18,7 @@ from resnet_edge.cli.evaluate import evaluate
 from resnet_edge.cli.export import export
 from resnet_edge.cli.predict import predict
 from resnet_edge.cli.predict_many import predict_many
+from resnet_edge.cli.prune import prune
 from resnet_edge.cli.quantize import quantize
 from resnet_edge.cli.report import report
 from resnet_edge.cli.train import train
@@ -48,6 +49,7 @@ def main() -> None:
     \b
     Typical flow:
       resnet-edge train --out runs/r18 --epochs 30
+      resnet-edge prune runs/r18/best.pt --out runs/r18-p30 --ratio 0.3   (optional: faster)
       resnet-edge export runs/r18/best.pt --output r18.onnx
       resnet-edge quantize r18.onnx --output r18.int8.onnx
       resnet-edge evaluate r18.onnx --split test
@@ -56,5 +58,5 @@ def main() -> None:
     """
 
 
-for command in (train, report, export, quantize, evaluate, predict, predict_many, bench, demo):
+for command in (train, prune, report, export, quantize, evaluate, predict, predict_many, bench, demo):
     main.add_command(command)

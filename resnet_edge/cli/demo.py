@@ -12,7 +12,7 @@ import click
 from resnet_edge.cli.table import format_table
 from resnet_edge.data import DATA_ENV_VAR, Split, default_data_dir, load_sample, load_split
 from resnet_edge.extras import require
-from resnet_edge.reference import REFERENCE_CARD, REFERENCE_CHECKPOINT, reference_card
+from resnet_edge.reference import PRUNED_REFERENCE, REFERENCE_CARD, REFERENCE_CHECKPOINT, reference, reference_card
 from resnet_edge.run_folder import BEST, LAST, METRICS
 from resnet_edge.train_config import TrainConfig
 
@@ -32,17 +32,24 @@ DEMO_CONFIG = TrainConfig(epochs=10, batch_size=100, lr=0.1, warmup_fraction=0.2
 def demo(out_dir: Path, epochs: int | None, progress: bool) -> None:
     """Reference model → export → parity → int8 → evaluate → predict → bench, with the data built into the package.
 
-    Needs no download. With $RESNET_EDGE_DATA set it also evaluates on the full
-    10,000-image test set.
+    The shipped pruned reference (half the MACs, from 'resnet-edge prune') goes through export, int8 and
+    the bench too, as the table's third row. Needs no download. With $RESNET_EDGE_DATA set it also
+    evaluates on the full 10,000-image test set.
     """
     require("torch", "train", "resnet-edge demo")
     summary = _Summary()
     checkpoint = _model(out_dir, epochs, progress, summary)
-    model_path, int8_path = _export_and_quantize(checkpoint, out_dir, summary)
+    models = dict(zip(("fp32", "int8"), _export_and_quantize(checkpoint, out_dir, summary)))
+    pruned = reference(PRUNED_REFERENCE).checkpoint
+    if checkpoint == REFERENCE_CHECKPOINT and pruned.is_file():
+        models[f"{PRUNED_REFERENCE} int8"] = _export_and_quantize(pruned, out_dir / PRUNED_REFERENCE, summary,
+                                                                  "the pruned reference")[1]
+    elif checkpoint == REFERENCE_CHECKPOINT:
+        click.echo(f"note: the pruned reference is missing from this installation ({pruned}); its row is left out")
     sample_test = load_sample("test")
-    top1 = _evaluate(model_path, int8_path, sample_test, summary)
-    predictor = _predict(model_path, sample_test, summary)
-    _bench(predictor, model_path, int8_path, top1, summary)
+    top1 = _evaluate(models, sample_test, summary)
+    predictor = _predict(models["fp32"], sample_test, summary)
+    _bench(predictor, models, top1, summary)
     click.echo("\nsummary")
     click.echo(format_table(["stage", "result", "seconds"], summary.rows))
     click.echo(f"total {time.perf_counter() - summary.started:.0f} s; outputs in {out_dir}")
@@ -88,43 +95,46 @@ def _model(out_dir: Path, epochs: int | None, progress: bool, summary: _Summary)
     return run_dir / BEST
 
 
-def _export_and_quantize(checkpoint: Path, out_dir: Path, summary: _Summary) -> tuple[Path, Path]:
+def _export_and_quantize(checkpoint: Path, out_dir: Path, summary: _Summary,
+                         what: str | None = None) -> tuple[Path, Path]:
     from resnet_edge.calibration import CifarCalibrationReader
     from resnet_edge.export import export_onnx
     from resnet_edge.export.quantize import quantize_onnx
 
-    summary.start("== 2/6 export to ONNX and check parity with PyTorch")
+    of = f" ({what})" if what else ""
+    summary.start(f"== 2/6 export to ONNX and check parity with PyTorch{of}")
     model_path = out_dir / "model.onnx"
     exported = export_onnx(checkpoint, model_path)
-    summary.add("export + parity", f"{model_path}, max |Δlogit| {exported.parity.max_abs_diff:.1e} "
-                                   f"over {len(exported.parity.cases)} cases")
+    summary.add(f"export + parity{of}", f"{model_path}, max |Δlogit| {exported.parity.max_abs_diff:.1e} "
+                                        f"over {len(exported.parity.cases)} cases")
 
-    summary.start("== 3/6 quantize to int8 (calibrated on sample training images, gated on the sample's val split)")
+    summary.start(f"== 3/6 quantize to int8 (calibrated on sample training images, gated on the sample's val "
+                  f"split){of}")
     int8_path = out_dir / "model.int8.onnx"
     metadata = exported.metadata  # calibrate with the model's own normalization, as quantize does
     reader = CifarCalibrationReader.from_training_split(load_sample("train"), mean=metadata.mean, std=metadata.std)
     # fallback: a model trained briefly on the sample may need a few fp32 nodes to pass the gate.
     quantized = quantize_onnx(model_path, int8_path, reader, load_sample("val"), fallback=True, log=click.echo)
-    summary.add("quantize int8", f"{int8_path}, {quantized.settings.method}, val drop {quantized.comparison.drop:+.2f} "
-                                 f"points, agreement {quantized.comparison.agreement:.1%}")
+    summary.add(f"quantize int8{of}", f"{int8_path}, {quantized.settings.method}, val drop "
+                                      f"{quantized.comparison.drop:+.2f} points, agreement "
+                                      f"{quantized.comparison.agreement:.1%}")
     return model_path, int8_path
 
 
-def _evaluate(model_path: Path, int8_path: Path, sample_test: Split, summary: _Summary) -> dict[str, float]:
-    """Top-1 of both models on the sample's test split (and on the full one when $RESNET_EDGE_DATA is set)."""
+def _evaluate(models: dict[str, Path], sample_test: Split, summary: _Summary) -> dict[str, float]:
+    """Top-1 of every model on the sample's test split (and on the full one when $RESNET_EDGE_DATA is set)."""
     from resnet_edge.evaluate import evaluate_model
 
-    models = (("fp32", model_path), ("int8", int8_path))
-    summary.start("== 4/6 evaluate the fp32 and int8 models")
-    top1 = {name: evaluate_model(path, sample_test)["top1"] for name, path in models}
-    summary.add("evaluate (sample test)", f"top-1 fp32 {top1['fp32']:.1%}, int8 {top1['int8']:.1%} "
-                                          f"on {len(sample_test)} images")
+    summary.start(f"== 4/6 evaluate {', '.join(models)}")
+    top1 = {name: evaluate_model(path, sample_test)["top1"] for name, path in models.items()}
+    summary.add("evaluate (sample test)", ", ".join(f"{name} {value:.1%}" for name, value in top1.items())
+                + f" on {len(sample_test)} images")
     if os.environ.get(DATA_ENV_VAR):
         summary.start()
         test = load_split("test", default_data_dir())
-        full = {name: evaluate_model(path, test)["top1"] for name, path in models}
-        summary.add("evaluate (full test)", f"top-1 fp32 {full['fp32']:.2%}, int8 {full['int8']:.2%} "
-                                            f"on {len(test)} images")
+        full = {name: evaluate_model(path, test)["top1"] for name, path in models.items()}
+        summary.add("evaluate (full test)", ", ".join(f"{name} {value:.2%}" for name, value in full.items())
+                    + f" on {len(test)} images")
     return top1
 
 
@@ -142,17 +152,16 @@ def _predict(model_path: Path, sample_test: Split, summary: _Summary) -> Predict
     return predictor
 
 
-def _bench(predictor: Predictor, model_path: Path, int8_path: Path, top1: dict[str, float],
-           summary: _Summary) -> None:
+def _bench(predictor: Predictor, models: dict[str, Path], top1: dict[str, float], summary: _Summary) -> None:
     from resnet_edge.runtime import Predictor, measure_latency
 
-    summary.start("== 6/6 bench fp32 against int8")
+    summary.start(f"== 6/6 bench {' against '.join(models)}")
     rows = []
-    for name, path in (("fp32", model_path), ("int8", int8_path)):
+    for name, path in models.items():
         runner = predictor if name == "fp32" else Predictor(path)
         one = measure_latency(runner, batch_size=1, warmup=20, iters=200)
         many = measure_latency(runner, batch_size=64, warmup=3, iters=20)
         rows.append((name, f"{top1[name]:.1%}", f"{path.stat().st_size / 1e6:.1f} MB", f"{one.p50_ms:.2f} ms",
                      f"{many.images_per_second:.0f} img/s"))
     click.echo(format_table(["model", "top-1 (sample test)", "size", "batch-1 p50", "batch-64"], rows))
-    summary.add("bench", f"batch-1 p50 fp32 {rows[0][3]}, int8 {rows[1][3]}")
+    summary.add("bench", "batch-1 p50 " + ", ".join(f"{row[0]} {row[3]}" for row in rows))
