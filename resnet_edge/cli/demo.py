@@ -155,7 +155,7 @@ def _predict(model_path: Path, sample_test: Split, summary: _Summary) -> Predict
 def _bench(predictor: Predictor, models: dict[str, Path], top1: dict[str, float], summary: _Summary) -> None:
     from resnet_edge.runtime import Predictor, measure_latency
 
-    summary.start(f"== 6/6 bench {' against '.join(models)}")
+    summary.start(f"== 6/6 bench {', '.join(models)}")
     rows = []
     for name, path in models.items():
         runner = predictor if name == "fp32" else Predictor(path)
