@@ -55,15 +55,8 @@ def log(line: str) -> None:
 
 def cpu_name() -> str:
     """``AMD EPYC, 2 cores, family 25 model 17``: the family and model tell Zen 4 (25) from Zen 5 (26) apart."""
-    fields = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    extra = f", family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields else ""
-    return this_cpu().describe() + extra
+    cpu = this_cpu()
+    return cpu.describe() + (f", {cpu.family_model}" if cpu.family_model else "")
 
 
 @dataclass

@@ -79,17 +79,21 @@ def conditions(graph: onnx.GraphProto, node: onnx.NodeProto) -> tuple[str, int, 
     return "yes" if channels_last else "no NHWC (channels_last unset)", in_channels, out_channels, channels_last
 
 
-def profile(path: Path, batch: int, iters: int) -> dict[str, float]:
-    """Each node's share of the kernel time over ``iters`` calls at ``batch``."""
+def kernel_events(path: Path, batch: int, iters: int) -> list[dict]:
+    """onnxruntime's per-node kernel-time events over ``iters`` calls at ``batch``, in call order."""
     runner = session(path, profile=True)
     x = np.random.default_rng(0).standard_normal((batch, 3, 32, 32), dtype=np.float32)
     for _ in range(iters):
         runner.run(None, {"input": x})
     events = json.loads(Path(runner.end_profiling()).read_text())
+    return [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+
+
+def profile(path: Path, batch: int, iters: int) -> dict[str, float]:
+    """Each node's share of the kernel time over ``iters`` calls at ``batch``."""
     totals: dict[str, float] = collections.defaultdict(float)
-    for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            totals[event["name"].removesuffix("_kernel_time")] += event["dur"]
+    for event in kernel_events(path, batch, iters):
+        totals[event["name"].removesuffix("_kernel_time")] += event["dur"]
     whole = sum(totals.values())
     return {name: value / whole for name, value in totals.items()}
 
@@ -150,13 +154,7 @@ def quantize_plain(fp32: Path, int8: Path) -> None:
 
 def conv_us_per_image(path: Path, batch: int, iters: int) -> float:
     """Median time of the QLinearConv kernel alone per image, from onnxruntime's profile (Q/DQ left out)."""
-    runner = session(path, profile=True)
-    x = np.random.default_rng(0).standard_normal((batch, 3, 32, 32), dtype=np.float32)
-    for _ in range(iters):
-        runner.run(None, {"input": x})
-    events = json.loads(Path(runner.end_profiling()).read_text())
-    times = [e["dur"] for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
-             and e.get("args", {}).get("op_name") == "QLinearConv"]
+    times = [e["dur"] for e in kernel_events(path, batch, iters) if e.get("args", {}).get("op_name") == "QLinearConv"]
     return float(np.median(times[len(times) // 10:])) / batch  # the first calls warm up
 
 

@@ -30,6 +30,7 @@ class CpuInfo:
     machine: str
     model_name: str | None
     flags: frozenset[str]
+    family_model: str | None = None  # x86 "family 25 model 17": tells CPU generations apart where the name does not
 
     def describe(self) -> str:
         """``AMD EPYC 9R45, 2 cores``: the model name (or machine type) and this process's core count."""
@@ -42,7 +43,7 @@ class CpuInfo:
 
 def parse_cpuinfo(text: str) -> CpuInfo:
     """The :class:`CpuInfo` in ``/proc/cpuinfo`` ``text`` (only the first processor's lines count)."""
-    model_name, flags = None, None
+    model_name, flags, family, model = None, None, None, None
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
@@ -50,7 +51,12 @@ def parse_cpuinfo(text: str) -> CpuInfo:
             model_name = value.strip()
         elif key in ("flags", "Features") and flags is None:
             flags = frozenset(value.split())
-    return CpuInfo(platform.machine().lower(), model_name, flags or frozenset())
+        elif key == "cpu family" and family is None:
+            family = value.strip()
+        elif key == "model" and model is None:
+            model = value.strip()
+    family_model = f"family {family} model {model}" if family and model else None
+    return CpuInfo(platform.machine().lower(), model_name, flags or frozenset(), family_model)
 
 
 @lru_cache(maxsize=1)

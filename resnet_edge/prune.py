@@ -29,6 +29,7 @@ records what it was pruned from (file name and sha256), how, and its widths.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -70,8 +71,6 @@ def prune_resnet18(model: ResNet18, ratio: float, importance: str = "l1",
 
     ``examples`` (normalized NCHW images and labels) feed the Taylor importance's gradients.
     """
-    import copy
-
     import torch_pruning as tp
 
     work = copy.deepcopy(model).float().eval()
@@ -160,11 +159,12 @@ def prune(teacher_file: Teacher, out_dir: str | Path, prune_config: PruneConfig,
 
 def _check_ratio(teacher: ResNet18, ratio: float) -> None:
     """Refuse a ratio that would leave a group with no channels (kept counts round down to multiples of 8)."""
-    narrowest = min(teacher.widths().stages + teacher.widths().inner)
-    if int(narrowest * (1 - ratio)) < ROUND_TO:
-        limit = 1 - ROUND_TO / narrowest
-        raise ResnetEdgeError(f"--ratio {ratio:g} keeps {int(narrowest * (1 - ratio))} of the narrowest group's "
-                              f"{narrowest} channels, under one multiple of {ROUND_TO}; expected a ratio <= {limit:.3f}")
+    widths = teacher.widths()
+    narrowest = min(widths.stages + widths.inner)
+    kept = int(narrowest * (1 - ratio))
+    if kept < ROUND_TO:
+        raise ResnetEdgeError(f"--ratio {ratio:g} keeps {kept} of the narrowest group's {narrowest} channels, under "
+                              f"one multiple of {ROUND_TO}; expected a ratio <= {1 - ROUND_TO / narrowest:.3f}")
 
 
 def _check_same_pruning(saved: dict[str, Any], sha256: str, config: PruneConfig, explicit: set[str],
